@@ -1,0 +1,1 @@
+"""melsynth app: Qt GUI, MIDI and the command line (no torch)."""

@@ -1,0 +1,72 @@
+"""``melsynth``: one console script, subcommands registered by the modules that own them.
+
+Each module in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its
+subcommands and sets ``func`` on each parser. Registration imports no torch:
+training modules import torch inside their handlers, so ``melsynth --help`` and
+the runtime subcommands work on an install without the ``train`` extra.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order in --help.
+COMMAND_MODULES = (
+    "engine.cli_info",
+    "training.corpus.cli",
+    "training.cli_train",
+    "engine.cli_engine",
+    "app.cli_app",
+)
+
+
+class MelsynthError(Exception):
+    """An error the CLI reports in one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="melsynth",
+        description="Real-time neural music synthesizer: noise -> mel prior -> vocoder -> audio.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # A command module not written yet is simply absent; a missing
+            # dependency *inside* one is a real error.
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MelsynthError as exc:
+        print(f"melsynth {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # clear one-line errors for the known failure types
+        from engine.bundle import BundleError
+        from engine.features import FeatureError
+
+        if isinstance(exc, (BundleError, FeatureError, FileNotFoundError)):
+            print(f"melsynth {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""melsynth runtime: numpy + onnxruntime only (no torch, no Qt)."""

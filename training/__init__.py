@@ -1,0 +1,1 @@
+"""melsynth training: torch-only corpus, networks, losses, loops, export, evaluation."""
