@@ -15,7 +15,7 @@ import sys
 COMMAND_MODULES = (
     "engine.cli_info",
     "training.corpus.cli",
-    "training.cli_train",
+    "app.cli_groups",
     "engine.cli_engine",
     "app.cli_app",
 )
