@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "training.corpus.cli",
     "app.cli_groups",
     "engine.cli_engine",
+    "engine.cli_resynth",
     "app.cli_app",
 )
 

@@ -140,7 +140,9 @@ def mel_filterbank(spec: MelSpec) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _pinv_cached(spec: MelSpec) -> np.ndarray:
-    inv = np.linalg.pinv(mel_filterbank(spec).astype(np.float64)).astype(np.float32)
+    # rcond: 256 mels over 513 bins leave a few filters collinear (singular values ~1e-13 vs ~0.02);
+    # numpy's default cutoff keeps them and the inverse gets 5e11 entries that cancel badly in float32.
+    inv = np.linalg.pinv(mel_filterbank(spec).astype(np.float64), rcond=1e-6).astype(np.float32)
     inv.setflags(write=False)
     return inv
 

@@ -1,0 +1,145 @@
+"""The live spectrogram (a scrolling mel view) and the output level meter.
+
+The view keeps a ring of the newest ``columns`` mel frames; each ``push`` writes
+new frames at the write position and redraws the ring unrolled, so the newest
+frame is always at the right edge::
+
+    ring   [ f6 f7 f8 | f3 f4 f5 ]      write position -> after f8
+    shown  [ f3 f4 f5 f6 f7 f8 ]       np.roll(ring, -write)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+# log10 mel values: MelSpec's log_floor is 1e-5 (-5); music peaks around 1.
+DISPLAY_LEVELS = (-4.5, 1.5)
+
+
+def mel_colormap() -> pg.ColorMap:
+    try:
+        return pg.colormap.get("inferno")
+    except Exception:  # pragma: no cover - older pyqtgraph
+        return pg.ColorMap([0.0, 1.0], [(0, 0, 0), (255, 255, 255)])
+
+
+class SpectrogramView(pg.GraphicsLayoutWidget):
+    """Scrolling view of the last ``seconds`` of log10 mel frames (newest at the right)."""
+
+    def __init__(self, n_mels: int = 256, frames_per_second: float = 11025 / 256, seconds: float = 6.0,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.n_mels = n_mels
+        self.columns = int(round(seconds * frames_per_second))
+        self.frames_per_second = frames_per_second
+        self.ring = np.full((n_mels, self.columns), DISPLAY_LEVELS[0], dtype=np.float32)
+        self.write = 0
+        self.frames_seen = 0
+        self.plot = self.addPlot()
+        self.plot.setMouseEnabled(False, False)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "seconds ago")
+        self.plot.setLabel("left", "mel bin")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setColorMap(mel_colormap())
+        self.plot.addItem(self.image)
+        self._redraw()  # the image needs its size before setRect can scale it
+        # Column c of the shown image is (columns - c) frames old.
+        self.image.setRect(QRectF(-seconds, 0, seconds, n_mels))
+        self.plot.setXRange(-seconds, 0, padding=0)
+        self.plot.setYRange(0, n_mels, padding=0)
+        self.setMinimumHeight(160)
+
+    def push(self, log_mel: np.ndarray) -> None:
+        """Append ``(n_mels, k)`` log10 mel frames (oldest first)."""
+        frames = np.asarray(log_mel, dtype=np.float32)
+        if frames.ndim != 2 or frames.shape[0] != self.n_mels or frames.shape[1] == 0:
+            return
+        frames = np.nan_to_num(frames[:, -self.columns:], nan=DISPLAY_LEVELS[0], posinf=DISPLAY_LEVELS[1],
+                               neginf=DISPLAY_LEVELS[0])
+        k = frames.shape[1]
+        end = self.write + k
+        if end <= self.columns:
+            self.ring[:, self.write:end] = frames
+        else:
+            first = self.columns - self.write
+            self.ring[:, self.write:] = frames[:, :first]
+            self.ring[:, : k - first] = frames[:, first:]
+        self.write = end % self.columns
+        self.frames_seen += k
+        self._redraw()
+
+    def shown(self) -> np.ndarray:
+        """The image as displayed: ``(n_mels, columns)``, newest frame last."""
+        return np.roll(self.ring, -self.write, axis=1)
+
+    def clear(self) -> None:
+        self.ring[:] = DISPLAY_LEVELS[0]
+        self.write = 0
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.image.setImage(self.shown(), autoLevels=False, levels=DISPLAY_LEVELS)
+
+
+class LevelMeter(QWidget):
+    """Peak and RMS of the output in dBFS, with a decaying peak hold and a clip light."""
+
+    FLOOR_DB = -60.0
+    HOLD_DECAY_DB_PER_UPDATE = 0.6
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.peak_db = self.FLOOR_DB
+        self.rms_db = self.FLOOR_DB
+        self.hold_db = self.FLOOR_DB
+        self.clipped = False
+        self.setMinimumWidth(22)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        self.setToolTip("Output level (dBFS): RMS bar, peak line, peak hold")
+
+    def set_level(self, peak_db: float, rms_db: float) -> None:
+        def clean(x: float) -> float:
+            return self.FLOOR_DB if not np.isfinite(x) else float(min(max(x, self.FLOOR_DB), 0.0))
+
+        self.peak_db, self.rms_db = clean(peak_db), clean(rms_db)
+        self.hold_db = max(self.peak_db, self.hold_db - self.HOLD_DECAY_DB_PER_UPDATE)
+        if np.isfinite(peak_db) and peak_db >= -0.1:
+            self.clipped = True
+        self.update()
+
+    def reset_clip(self) -> None:
+        self.clipped = False
+        self.update()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self.reset_clip()
+
+    def _y(self, db: float, top: int, height: int) -> int:
+        return top + int(round((db / self.FLOOR_DB) * height))
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        p = QPainter(self)
+        w, h = self.width(), self.height()
+        top, height = 8, h - 10
+        p.fillRect(0, 0, w, h, QColor(20, 20, 20))
+        p.fillRect(2, 1, w - 4, 5, QColor(220, 30, 30) if self.clipped else QColor(60, 20, 20))
+        y_rms = self._y(self.rms_db, top, height)
+        grad_color = QColor(40, 200, 80) if self.rms_db < -12 else (
+            QColor(230, 200, 40) if self.rms_db < -3 else QColor(230, 60, 40))
+        p.fillRect(3, y_rms, w - 6, top + height - y_rms, grad_color)
+        p.setPen(QColor(240, 240, 240))
+        y_peak = self._y(self.peak_db, top, height)
+        p.drawLine(2, y_peak, w - 3, y_peak)
+        p.setPen(QColor(255, 120, 60))
+        y_hold = self._y(self.hold_db, top, height)
+        p.drawLine(2, y_hold, w - 3, y_hold)
+        p.setPen(QColor(90, 90, 90))
+        for db in (-6, -12, -24, -48):
+            y = self._y(db, top, height)
+            p.drawLine(0, y, 3, y)
+        p.end()

@@ -1,0 +1,187 @@
+"""What a player controls, as immutable snapshots.
+
+GUI and MIDI threads never mutate shared state: they build a new ``Controls``
+(``dataclasses.replace`` or ``Controls.with_knob``) and hand it to
+``Synth.set_controls``; the producer thread picks up the newest snapshot at its
+next step. A frozen dataclass swap is one reference assignment, so it is atomic.
+
+Values may be anything a float can hold: the latent point is sanitised where it
+is used (``latent_point``), so NaN, inf or 1e300 from a broken MIDI mapping never
+reach a model.
+
+Latent point (``latent_size`` values, the prior's input)::
+
+    base   = morph between point A and point B   (each: explicit vector, or N(0, 1) from a seed)
+    z      = base + sum_i knobs[i] * sigma_i * direction_i + walk_spread * walk_k
+    walk_k = seeded Ornstein-Uhlenbeck walk with unit stationary spread, one step per latent step:
+             walk_{k+1} = (1 - speed) walk_k + sqrt(1 - (1 - speed)^2) eps_k,  eps_k ~ N(0, 1)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+SOURCES = ("latent", "canvas", "file")
+Z_LIMIT = 8.0  # |z| per element after sanitising: far outside any trained N(0, 1) prior
+
+
+def _float(value, default: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) else default
+
+
+@dataclass(frozen=True)
+class Controls:
+    """One snapshot of every player control.
+
+    knobs:        offset along each bundle direction, in that direction's sigma (missing = 0)
+    seed:         seed of latent point A (used when ``point_a`` is None)
+    point_a:      explicit latent point A (e.g. from a preset), overrides ``seed``
+    seed_b, point_b: latent point B; None and None = no B (morph ignored)
+    morph:        0 = A, 1 = B
+    walk_speed:   0 = still .. 1 = a fresh random point every latent step
+    walk_spread:  size of the walk, in latent sigma (0 = no walk)
+    walk_seed:    seed of the walk's noise
+    source:       "latent" | "canvas" | "file"
+    gain:         linear output gain (before the limiter)
+    """
+
+    knobs: tuple[float, ...] = ()
+    seed: int = 0
+    point_a: tuple[float, ...] | None = None
+    seed_b: int | None = None
+    point_b: tuple[float, ...] | None = None
+    morph: float = 0.0
+    walk_speed: float = 0.0
+    walk_spread: float = 0.0
+    walk_seed: int = 0
+    source: str = "latent"
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown source {self.source!r}; known: {', '.join(SOURCES)}")
+        # tuples, so snapshots stay hashable and immutable whatever the caller passed
+        object.__setattr__(self, "knobs", tuple(self.knobs))
+        for name in ("point_a", "point_b"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(float(x) for x in np.asarray(v, dtype=np.float64).ravel()))
+
+    def with_knob(self, index: int, value: float) -> "Controls":
+        knobs = list(self.knobs) + [0.0] * max(0, index + 1 - len(self.knobs))
+        knobs[index] = value
+        return dataclasses.replace(self, knobs=tuple(knobs))
+
+    def replace(self, **changes) -> "Controls":
+        return dataclasses.replace(self, **changes)
+
+    def latent_equal(self, other: "Controls") -> bool:
+        """Same latent point (everything but source and gain)."""
+        return dataclasses.replace(self, source="latent", gain=1.0) == dataclasses.replace(
+            other, source="latent", gain=1.0)
+
+    @property
+    def safe_gain(self) -> float:
+        return min(max(_float(self.gain, 0.0), 0.0), 16.0)
+
+    @property
+    def safe_morph(self) -> float:
+        return min(max(_float(self.morph, 0.0), 0.0), 1.0)
+
+    @property
+    def safe_walk_speed(self) -> float:
+        return min(max(_float(self.walk_speed, 0.0), 0.0), 1.0)
+
+    @property
+    def safe_walk_spread(self) -> float:
+        return min(max(_float(self.walk_spread, 0.0), 0.0), Z_LIMIT)
+
+
+def seeded_point(seed: int, latent_size: int) -> np.ndarray:
+    """``(latent_size,)`` float64 N(0, 1) point from an integer seed."""
+    try:
+        s = int(seed) & 0xFFFFFFFFFFFFFFFF
+    except (TypeError, ValueError, OverflowError):
+        s = 0
+    return np.random.default_rng(s).standard_normal(latent_size)
+
+
+def _vector(point: Sequence[float] | None, seed: int | None, latent_size: int) -> np.ndarray:
+    if point is not None:
+        v = np.zeros(latent_size, dtype=np.float64)
+        p = np.asarray(point, dtype=np.float64)[:latent_size]
+        v[: p.size] = p
+        return v
+    return seeded_point(seed or 0, latent_size)
+
+
+def sanitize_latent(z: np.ndarray) -> np.ndarray:
+    """NaN -> 0, +-inf and huge -> +-Z_LIMIT; float32."""
+    z = np.nan_to_num(np.asarray(z, dtype=np.float64), nan=0.0, posinf=Z_LIMIT, neginf=-Z_LIMIT)
+    return np.clip(z, -Z_LIMIT, Z_LIMIT).astype(np.float32)
+
+
+def base_point(controls: Controls, latent_size: int) -> np.ndarray:
+    """Point A, or the morph of A and B (norm interpolated, so the middle is not a quiet shrunk point)."""
+    a = sanitize_latent(_vector(controls.point_a, controls.seed, latent_size)).astype(np.float64)
+    if controls.point_b is None and controls.seed_b is None:
+        return a
+    b = sanitize_latent(_vector(controls.point_b, controls.seed_b, latent_size)).astype(np.float64)
+    m = controls.safe_morph
+    mix = (1.0 - m) * a + m * b
+    norm = float(np.linalg.norm(mix))
+    target = (1.0 - m) * float(np.linalg.norm(a)) + m * float(np.linalg.norm(b))
+    return mix * (target / norm) if norm > 1e-9 else mix
+
+
+def latent_point(controls: Controls, directions: Sequence, latent_size: int,
+                 walk: np.ndarray | None = None) -> np.ndarray:
+    """The prior's input for one latent step: ``(latent_size,)`` float32, always finite.
+
+    ``directions``: the bundle's ``Direction`` objects (unit ``vector`` and ``sigma``).
+    ``walk``: the unit-spread walk offset of this step (``RandomWalk.offset``), or None.
+    """
+    with np.errstate(all="ignore"):
+        z = base_point(controls, latent_size)
+        for value, d in zip(controls.knobs, directions):
+            v = _float(value, 0.0)
+            if v:
+                z = z + np.clip(v, -1e6, 1e6) * float(d.sigma) * np.asarray(d.vector, dtype=np.float64)
+        spread = controls.safe_walk_spread
+        if walk is not None and spread > 0:
+            z = z + spread * walk
+        return sanitize_latent(z)
+
+
+class RandomWalk:
+    """Seeded unit-spread Ornstein-Uhlenbeck walk in latent space, one step per latent step.
+
+    Deterministic given (seed, the sequence of speeds): ``eps_k`` depends only on
+    ``(seed, k)``, so an offline render replays a streamed session exactly.
+    """
+
+    def __init__(self, latent_size: int, seed: int = 0):
+        self.latent_size = latent_size
+        self.seed = seed
+        self.step_index = 0
+        self.offset = np.zeros(latent_size, dtype=np.float64)
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+
+    def advance(self, speed: float) -> np.ndarray:
+        if speed > 0:
+            keep = 1.0 - speed
+            s = int(self.seed) & 0xFFFFFFFF
+            eps = np.random.default_rng((s, self.step_index)).standard_normal(self.latent_size)
+            self.offset = keep * self.offset + math.sqrt(max(0.0, 1.0 - keep * keep)) * eps
+        self.step_index += 1
+        return self.offset

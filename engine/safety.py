@@ -1,0 +1,161 @@
+"""Output safety: whatever a model emits, the device gets finite samples within +-1.0.
+
+Stages, in order, all stateful across chunks so streaming equals one long call::
+
+    x -> non-finite to 0 -> clamp +-1e4 -> DC blocker -> gain (ramped) -> limiter -> hard clip +-1
+
+* DC blocker: one-pole high-pass ``y[n] = x[n] - x[n-1] + R y[n-1]`` (about 10 Hz);
+  a vocoder with a DC offset would otherwise eat the limiter's headroom.
+* Limiter: no look-ahead (it would add latency). Gain is computed per sub-block
+  of ``block`` samples: it drops at once to ``threshold / peak`` when a sub-block
+  would exceed the threshold and recovers exponentially (``release_ms``),
+  interpolated sample by sample so recovery is smooth::
+
+      gain 1.0 ────┐          ╭──────   release: linear within each sub-block
+                   └──╮   ╭───╯
+                      └───╯            attack: instantaneous at a sub-block start
+
+  The final hard clip guarantees the +-1.0 bound whatever the limiter let through
+  (and it is also what a resampler's overshoot meets downstream).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.signal import lfilter  # scipy comes with librosa, an engine dependency
+
+INPUT_CLAMP = 1e4  # beyond this a sample is garbage anyway; keeps float math finite
+
+
+def sanitize_audio(x: np.ndarray) -> np.ndarray:
+    """Non-finite -> 0 and clamp to +-INPUT_CLAMP, as float64 (new array)."""
+    y = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(y, -INPUT_CLAMP, INPUT_CLAMP, out=y)
+
+
+class DCBlocker:
+    """One-pole DC blocker with carried state (``(samples,) -> (samples,)`` float64).
+
+    ``y[n] = x[n] - x[n-1] + R y[n-1]`` (scipy's ``lfilter``, its ``zi`` carried between chunks).
+    """
+
+    def __init__(self, sample_rate: int, cutoff_hz: float = 10.0):
+        self.r = math.exp(-2.0 * math.pi * cutoff_hz / sample_rate)
+        self._b = np.array([1.0, -1.0])
+        self._a = np.array([1.0, -self.r])
+        self._zi = np.zeros(1, dtype=np.float64)
+
+    def reset(self) -> None:
+        self._zi = np.zeros(1, dtype=np.float64)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        if x.size == 0:
+            return np.zeros(0, dtype=np.float64)
+        y, self._zi = lfilter(self._b, self._a, np.asarray(x, dtype=np.float64), zi=self._zi)
+        return y
+
+
+class Limiter:
+    """Peak limiter without look-ahead; see the module docstring."""
+
+    def __init__(self, sample_rate: int, threshold: float = 0.9, release_ms: float = 120.0, block: int = 32):
+        if not 0 < threshold <= 1.0:
+            raise ValueError(f"limiter threshold must be in (0, 1], got {threshold}")
+        self.threshold = threshold
+        self.block = block
+        # per sub-block recovery factor towards 1.0
+        self.recover = 1.0 - math.exp(-block / (release_ms * 1e-3 * sample_rate))
+        self.gain = 1.0
+        self.min_gain = 1.0  # lowest gain applied since reset (for tests and the meter)
+        self._ramps: dict[int, np.ndarray] = {}
+        self.idle = True  # the last chunk passed untouched (every sample within the threshold)
+
+    def reset(self) -> None:
+        self.gain = 1.0
+        self.min_gain = 1.0
+
+    def _ramp(self, m: int) -> np.ndarray:
+        """``(m,)`` fractions 1/m .. 1 of a linear ramp across a sub-block of ``m`` samples (cached)."""
+        r = self._ramps.get(m)
+        if r is None:
+            r = self._ramps[m] = np.arange(1, m + 1, dtype=np.float64) / m
+        return r
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        n = x.size
+        if n == 0:
+            return np.zeros(0, dtype=np.float64)
+        peak_all = float(abs(x).max())
+        if self.gain == 1.0 and peak_all <= self.threshold:
+            self.idle = True
+            return x  # idle: transparent and cheap
+        self.idle = False
+        b = self.block
+        nb = -(-n // b)
+        padded = np.zeros(nb * b, dtype=np.float64)
+        padded[:n] = np.abs(x)
+        peaks = padded.reshape(nb, b).max(axis=1)
+        start = np.empty(nb)
+        end = np.empty(nb)
+        g_prev = self.gain
+        thr, rec = self.threshold, self.recover
+        for i, peak in enumerate(peaks.tolist()):  # scalar recursion, one step per sub-block
+            needed = thr / peak if peak > thr else 1.0
+            g = min(needed, g_prev + (1.0 - g_prev) * rec)
+            start[i] = g if g < g_prev else g_prev  # attack: jump down at once; release: ramp
+            end[i] = g
+            g_prev = g
+        self.gain = g_prev
+        self.min_gain = min(self.min_gain, float(end.min()))
+        full = n // b
+        gain = np.empty(nb * b)
+        if full:
+            gain[: full * b] = (start[:full, None] + (end[:full] - start[:full])[:, None]
+                                * self._ramp(b)[None, :]).ravel()
+        if full < nb:
+            m = n - full * b
+            gain[full * b: full * b + m] = start[-1] + (end[-1] - start[-1]) * self._ramp(m)
+        return x * gain[:n]
+
+
+class SafetyStage:
+    """The whole safety chain for one stream: ``(samples,) float -> (samples,) float32 in [-1, 1]``.
+
+    ``gain`` (linear) ramps from the previous chunk's value so gain moves do not zipper.
+    """
+
+    def __init__(self, sample_rate: int, dc_cutoff_hz: float = 10.0, threshold: float = 0.9,
+                 release_ms: float = 120.0):
+        self.dc = DCBlocker(sample_rate, dc_cutoff_hz)
+        self.limiter = Limiter(sample_rate, threshold, release_ms)
+        self._gain = 1.0
+        self.nonfinite_samples = 0
+
+    def reset(self) -> None:
+        self.dc.reset()
+        self.limiter.reset()
+        self._gain = 1.0
+        self.nonfinite_samples = 0
+
+    def process(self, x: np.ndarray, gain: float = 1.0) -> np.ndarray:
+        x = np.asarray(x)
+        if x.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        peak = float(abs(x).max())
+        if not peak <= INPUT_CLAMP:  # NaN, inf or garbage-sized: the slow, careful path
+            self.nonfinite_samples += x.size - int(np.count_nonzero(np.isfinite(x)))
+            x = sanitize_audio(x)
+        y = self.dc.process(x)
+        gain = float(gain) if math.isfinite(gain) else 0.0
+        gain = min(max(gain, 0.0), 16.0)
+        if gain != self._gain:
+            y = y * np.linspace(self._gain, gain, y.size + 1)[1:]
+            self._gain = gain
+        elif gain != 1.0:
+            y = y * gain
+        y = self.limiter.process(y)
+        out = y.astype(np.float32)
+        if not self.limiter.idle:  # an idle limiter already saw every sample within its threshold
+            np.clip(out, -1.0, 1.0, out=out)
+        return out

@@ -1,0 +1,831 @@
+"""The streaming synth: mel source -> prior -> vocoder -> safety -> resampler -> ring -> device.
+
+Public API (the Qt app builds on this; everything here is thread-safe unless noted)::
+
+    from engine.synth import Synth, SynthConfig, render_offline
+    from engine.controls import Controls
+
+    synth = Synth(bundle=None, vocoder=None, config=SynthConfig(), controls=Controls())
+        # bundle: folder / bundle.json / ModelBundle; None = $MELSYNTH_BUNDLE or models/default.
+        # Loads the ONNX sessions now (so play() is quick); raises BundleError on a bad bundle.
+
+    # transport ----------------------------------------------------------------
+    synth.play(device=None, blocksize=None) -> bool
+        # device: name substring or index (engine.audio.list_output_devices()); None = default.
+        # Opens the device at ITS rate and block size, pre-fills the ring, starts the producer.
+        # False (and status().error says why) when PortAudio/the device is unavailable: nothing
+        # raises, the process keeps running, call play()/restart() again later.
+    synth.stop()                       # stops stream and producer; the pipeline keeps its state
+    synth.restart(device=None, blocksize=None) -> bool   # stop + play (device choice/recovery)
+    synth.playing -> bool
+
+    # control (GUI / MIDI threads; never blocks on inference) ------------------
+    synth.set_controls(controls: Controls)   # immutable snapshot, see engine.controls
+    synth.controls -> Controls               # the latest snapshot submitted
+    synth.update_controls(**changes)         # = set_controls(dataclasses.replace(controls, ...))
+    synth.set_canvas(log_mel)                # (256, N) log10 mel; N frames = loop length
+    synth.edit_canvas(start_frame, values, bin_start=0)  # values (bins, k): write into the canvas
+                                             # (wraps around the loop); heard on this pass if ahead
+    synth.canvas() -> np.ndarray             # a copy of the canvas as the producer sees it
+    synth.canvas_playhead -> int             # frame index of the canvas playhead
+    synth.load_file(path) -> int             # decode + mel in the CALLER's thread, then hand to the
+                                             # file source; returns its frame count
+    synth.swap_bundle(bundle, vocoder=None, wait=False)  # load in a background thread, then crossfade
+                                             # from the old chain to the new one (no click, no gap)
+    synth.set_vocoder(name)                  # = swap_bundle(current bundle, vocoder=name)
+    synth.bundle -> ModelBundle; synth.vocoder_name -> str; synth.directions -> tuple[Direction]
+
+    # observation ----------------------------------------------------------------
+    synth.status() -> SynthStatus            # frozen: playing, device, sample_rate, blocksize,
+                                             # underruns, latency_ms (ring + resampler + device now),
+                                             # cpu_load (producer busy time / audio time), error
+                                             # (str | None), bundle, vocoder, source, frames_produced,
+                                             # swapping, nonfinite_samples, listener_errors, target_ms
+    synth.tap.frames_since(counter) -> (new_counter, (256, k) log10 mel)  # live spectrogram
+    synth.tap.latest(n) -> (256, n)          # the newest n frames (oldest first)
+    synth.tap.level() -> (peak_dbfs, rms_dbfs)   # of the newest output audio (level meter)
+    synth.add_listener(fn) / remove_listener(fn)
+        # fn(chunk: float32 (n,), sample_rate: int) called in the PRODUCER thread with every chunk
+        # written to the ring (what will be heard, device rate): the recorder hook. fn must be
+        # quick (e.g. queue.put to a writer thread); exceptions are caught and reported in status.
+
+    # offline ---------------------------------------------------------------------
+    render_offline(bundle, seconds, controls=Controls(), events=(), vocoder=None,
+                   config=SynthConfig(), sample_rate=None) -> np.ndarray   # (samples,) float32
+        # The SAME pipeline, driven without a device: events are (frame_index, command) pairs,
+        # e.g. synth.event_log() of a streamed session, replayed at the same frames.
+    synth.event_log() -> list[(frame_index, command)]   # when SynthConfig(record_events=True)
+
+    # devices and tests ------------------------------------------------------------
+    engine.audio.list_output_devices() -> [DeviceInfo(index, name, hostapi, channels, samplerate, ...)]
+        # raises engine.audio.AudioUnavailable (clear message) when PortAudio is missing
+    synth.play(output=FakeOutput(48000, 256, ...))   # any OutputBase: tests, bench, offscreen app
+    Synth(..., loader=fn)                    # fn(bundle, vocoder_name) -> (prior | None, vocoder);
+                                             # tests pass tests.engine_fakes.fake_loader()
+
+Threads: GUI/MIDI threads submit commands into a deque; the producer thread drains it at the
+start of each step, runs the models, and writes the ring; the audio callback only copies out of
+the ring (engine.ringbuffer). Nothing the callback touches is locked by inference.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.bundle import BundleError, ModelBundle, default_bundle_path, load_bundle
+from engine.controls import Controls
+from engine.features import MelSpec
+from engine.ringbuffer import RingBuffer
+from engine.safety import SafetyStage
+from engine.sources import CanvasSource, FileSource, LatentSource, SilentSource, file_log_mel
+
+DEFAULT_DEVICE_RATE = 48000
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class SynthConfig:
+    """Engine settings (saved with a bench run; the defaults are the shipped ones).
+
+    frames_per_step:  mel frames per producer step (1 = lowest knob latency)
+    target_ms:        the producer keeps the ring at least this full ...
+    target_blocks:    ... and at least this many device blocks full;
+    target_max_ms:    each underrun raises the target by 2 ms up to this (0 = never adapt)
+    ring_seconds:     ring capacity
+    knob_crossfade_frames:   mel crossfade after a knob move (latent source)
+    source_crossfade_frames: mel crossfade when the source changes
+    swap_crossfade_ms:       audio crossfade when the bundle or vocoder is hot-swapped
+    limiter_threshold, dc_cutoff_hz: safety stage
+    record_events:    keep (frame, command) of everything applied, for offline replay
+    """
+
+    frames_per_step: int = 1
+    target_ms: float = 8.0
+    target_blocks: int = 1
+    target_max_ms: float = 40.0
+    ring_seconds: float = 0.5
+    knob_crossfade_frames: int = 3
+    source_crossfade_frames: int = 8
+    swap_crossfade_ms: float = 150.0
+    limiter_threshold: float = 0.9
+    dc_cutoff_hz: float = 10.0
+    record_events: bool = False
+    tap_frames: int = 512
+
+    def __post_init__(self) -> None:
+        if self.frames_per_step < 1:
+            raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
+        if not self.ring_seconds > 0:
+            raise ValueError(f"ring_seconds must be positive, got {self.ring_seconds}")
+
+
+# --------------------------------------------------------------------------- commands
+# Immutable messages from other threads; the producer applies them between steps and
+# (with record_events) logs (frame_index, command) so render_offline can replay a session.
+@dataclass(frozen=True)
+class SetControls:
+    controls: Controls
+
+
+@dataclass(frozen=True, eq=False)
+class SetCanvas:
+    log_mel: np.ndarray  # (n_mels, N) read-only copy
+
+
+@dataclass(frozen=True, eq=False)
+class EditCanvas:
+    start_frame: int
+    values: np.ndarray  # (bins, k) read-only copy
+    bin_start: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class SetFile:
+    log_mel: np.ndarray
+    path: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class SwapChain:
+    """Hot-swap to another bundle and/or vocoder. ``loaded`` carries models built off-thread."""
+
+    bundle: ModelBundle
+    vocoder: str
+    loaded: Any = field(default=None, compare=False, repr=False)
+
+
+def _frozen_copy(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float32, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+ModelLoader = Callable[[ModelBundle, str], tuple]  # (bundle, vocoder name) -> (prior | None, vocoder)
+
+
+def load_models(bundle: ModelBundle, vocoder: str) -> tuple:
+    """The real loader: ``(Prior | None, Vocoder)`` from a bundle (engine.prior / engine.vocoder)."""
+    from engine.vocoder import load_vocoder
+
+    prior = None
+    if bundle.prior is not None:
+        from engine.prior import load_prior
+
+        prior = load_prior(bundle)
+    return prior, load_vocoder(bundle, vocoder)
+
+
+# --------------------------------------------------------------------------- one bundle's generators
+class Chain:
+    """A bundle's prior (through its latent source) and vocoder, with their streaming state."""
+
+    def __init__(self, bundle: ModelBundle, vocoder_name: str, prior, vocoder, controls: Controls,
+                 config: SynthConfig):
+        self.bundle = bundle
+        self.vocoder_name = vocoder_name
+        self.prior = prior
+        self.vocoder = vocoder
+        self.latent = (LatentSource(prior, bundle.mel, controls, config.knob_crossfade_frames)
+                       if prior is not None else SilentSource(bundle.mel))
+        self.used = False
+
+    @classmethod
+    def build(cls, bundle: ModelBundle, vocoder_name: str | None, controls: Controls, config: SynthConfig,
+              loader: ModelLoader) -> "Chain":
+        name = vocoder_name or bundle.default_vocoder
+        bundle.vocoder(name)  # BundleError naming the bundle if there is no such vocoder
+        prior, vocoder = loader(bundle, name)
+        return cls(bundle, name, prior, vocoder, controls, config)
+
+    @property
+    def directions(self) -> tuple:
+        return tuple(self.prior.directions) if self.prior is not None else ()
+
+    def push(self, mel: np.ndarray) -> np.ndarray:
+        """``(n_mels, k) log10 -> (k * hop,)`` float; a vocoder that fails or emits garbage is reset."""
+        audio = np.asarray(self.vocoder.push(mel), dtype=np.float32)
+        want = mel.shape[1] * self.bundle.mel.hop_length
+        # one reduction catches NaN and inf (and absurd magnitudes, which are garbage too)
+        if audio.shape != (want,) or not math.isfinite(float(np.add.reduce(audio, dtype=np.float64))):
+            # Non-finite state would poison every later chunk: start the vocoder afresh.
+            self.vocoder.reset()
+            fixed = np.zeros(want, dtype=np.float32)
+            if audio.ndim == 1:
+                n = min(want, audio.size)
+                fixed[:n] = np.nan_to_num(audio[:n], nan=0.0, posinf=0.0, neginf=0.0)
+            return fixed
+        return audio
+
+
+# --------------------------------------------------------------------------- resampler
+class StreamResampler:
+    """Model rate -> device rate, streaming (soxr, variable-rate engine at a fixed ratio).
+
+    soxr's default engines emit in bursts of several thousand samples (its FFT block),
+    which would add ~90 ms of latency; the variable-rate engine emits every chunk
+    with ~2 ms delay and images below -115 dB at 11025 -> 48000. Equal rates pass through.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self.in_rate = int(in_rate)
+        self.out_rate = int(out_rate)
+        self._soxr = None
+        if self.in_rate != self.out_rate:
+            import soxr
+
+            self._soxr = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
+                                             quality="HQ", vr=True)
+
+    @property
+    def delay_samples(self) -> float:
+        """Output samples still inside the resampler (0 when passing through)."""
+        return float(self._soxr.delay()) if self._soxr is not None else 0.0
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        if self._soxr is None:
+            return x
+        y = self._soxr.resample_chunk(np.ascontiguousarray(x, dtype=np.float32))
+        return np.clip(y, -1.0, 1.0, out=y)  # overshoot of a limited signal
+
+
+# --------------------------------------------------------------------------- tap for the GUI
+class MelTap:
+    """Recent mel frames and output level, written by the producer, read by the GUI."""
+
+    def __init__(self, n_mels: int, capacity: int = 512):
+        self.capacity = capacity
+        self._frames = np.zeros((n_mels, capacity), dtype=np.float32)
+        self._count = 0
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._lock = threading.Lock()  # never taken by the audio callback
+
+    def push(self, mel: np.ndarray, audio: np.ndarray) -> None:
+        """Producer side: ``mel (n_mels, k)`` and the device-rate ``audio`` chunk made from it (kept, not copied)."""
+        k = min(mel.shape[1], self.capacity)
+        mel = mel[:, mel.shape[1] - k:]
+        with self._lock:
+            i = self._count % self.capacity
+            first = min(k, self.capacity - i)
+            self._frames[:, i:i + first] = mel[:, :first]
+            if k > first:
+                self._frames[:, : k - first] = mel[:, first:]
+            self._count += k
+            self._audio = audio  # the meter measures it on the reader's thread
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def frames_since(self, counter: int) -> tuple[int, np.ndarray]:
+        """Frames produced after ``counter`` (at most ``capacity``), and the new counter."""
+        with self._lock:
+            n = min(self._count - max(0, int(counter)), self.capacity)
+            n = max(n, 0)
+            cols = (self._count - n + np.arange(n)) % self.capacity
+            return self._count, self._frames[:, cols].copy()
+
+    def latest(self, n: int) -> np.ndarray:
+        """The newest ``n`` frames, oldest first (padded with the floor before the start)."""
+        with self._lock:
+            n = min(int(n), self.capacity)
+            out = np.full((self._frames.shape[0], n), np.float32(-5.0))
+            have = min(n, self._count)
+            cols = (self._count - have + np.arange(have)) % self.capacity
+            out[:, n - have:] = self._frames[:, cols]
+            return out
+
+    def level(self) -> tuple[float, float]:
+        """(peak, rms) of the newest chunk in dBFS (-120 for silence)."""
+        audio = self._audio  # one reference read: the producer never writes into a chunk it handed on
+        if audio.size == 0:
+            return -120.0, -120.0
+        peak = float(np.max(np.abs(audio)))
+        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+        to_db = lambda v: 20.0 * math.log10(v) if v > 1e-6 else -120.0  # noqa: E731
+        return to_db(peak), to_db(rms)
+
+
+# --------------------------------------------------------------------------- the pipeline
+def _raised_cosine(start: int, n: int, length: int) -> np.ndarray:
+    """Weights of samples ``start .. start+n-1`` of a 0 -> 1 raised-cosine fade of ``length``."""
+    t = (np.arange(start, start + n, dtype=np.float64) + 1.0) / length
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(t, 0.0, 1.0))
+
+
+class Pipeline:
+    """source -> prior -> vocoder -> safety -> resampler: deterministic, single-threaded.
+
+    The producer thread and ``render_offline`` both drive exactly this class, so a
+    streamed session and its offline replay produce the same samples::
+
+        step():  apply commands due -> mel (256, k) from the source(s) -> vocoder(s)
+                 -> crossfades -> safety -> resample -> (k * hop * out/in,) device samples
+
+    Crossfades: a source switch blends the two sources' log-mel frames over
+    ``source_crossfade_frames`` (one vocoder, no phase problems); a hot-swap runs the
+    old and the new chain side by side and blends their audio with a raised cosine
+    over ``swap_crossfade_ms``, after which the old chain is dropped.
+    """
+
+    def __init__(self, bundle: ModelBundle, vocoder: str | None = None, config: SynthConfig = SynthConfig(),
+                 controls: Controls | None = None, out_rate: int | None = None,
+                 loader: ModelLoader = load_models, chain: Chain | None = None):
+        self.config = config
+        self.controls = controls or Controls()
+        self._gain = self.controls.safe_gain
+        self.loader = loader
+        self.chain = chain or Chain.build(bundle, vocoder, self.controls, config, loader)
+        self.chain.used = True
+        self.spec: MelSpec = self.chain.bundle.mel
+        self.old_chain: Chain | None = None
+        self._swap_pos = 0
+        self._swap_len = max(1, int(round(config.swap_crossfade_ms * 1e-3 * self.spec.sample_rate)))
+        self.canvas = CanvasSource(self.spec)
+        self.file = FileSource(self.spec)
+        self.source = self.controls.source
+        self._prev_source: str | None = None
+        self._source_fade_pos = 0
+        self.safety = SafetyStage(self.spec.sample_rate, config.dc_cutoff_hz, config.limiter_threshold)
+        self.out_rate = int(out_rate or self.spec.sample_rate)
+        self.resampler = StreamResampler(self.spec.sample_rate, self.out_rate)
+        self.tap = MelTap(self.spec.n_mels, config.tap_frames)
+        self.frame_index = 0
+        self.samples_out = 0
+        self.events: list[tuple[int, Any]] = []
+
+    # ---------------------------------------------------------------- commands
+    def set_out_rate(self, rate: int) -> None:
+        if int(rate) != self.out_rate:
+            self.out_rate = int(rate)
+            self.resampler = StreamResampler(self.spec.sample_rate, self.out_rate)
+
+    def apply(self, cmd) -> None:
+        if self.config.record_events:
+            self.events.append((self.frame_index, cmd))
+        if isinstance(cmd, SetControls):
+            self._set_controls(cmd.controls)
+        elif isinstance(cmd, EditCanvas):
+            self.canvas.edit(cmd.start_frame, cmd.values, cmd.bin_start)
+        elif isinstance(cmd, SetCanvas):
+            self.canvas.set_frames(cmd.log_mel)
+        elif isinstance(cmd, SetFile):
+            self.file.set_frames(cmd.log_mel, keep_playhead=False)
+            self.file.path = cmd.path
+        elif isinstance(cmd, SwapChain):
+            self._swap(cmd)
+        else:
+            raise TypeError(f"unknown synth command {cmd!r}")
+
+    def _set_controls(self, controls: Controls) -> None:
+        self.controls = controls
+        self._gain = controls.safe_gain
+        self.chain.latent.set_controls(controls)
+        if self.old_chain is not None:
+            self.old_chain.latent.set_controls(controls)
+        if controls.source != self.source:
+            if self._prev_source is not None and self._prev_source == controls.source:
+                # switching back mid-fade: reverse the fade from where it is
+                self._source_fade_pos = max(0, self.config.source_crossfade_frames - self._source_fade_pos - 1)
+            else:
+                self._source_fade_pos = 0
+            self._prev_source = self.source
+            self.source = controls.source
+
+    def _swap(self, cmd: SwapChain) -> None:
+        chain = cmd.loaded
+        if chain is None or chain.used:  # replay, or a command applied twice: build afresh
+            chain = Chain.build(cmd.bundle, cmd.vocoder, self.controls, self.config, self.loader)
+        chain.used = True
+        chain.latent.set_controls(self.controls)
+        if chain.bundle.mel != self.spec:
+            raise BundleError(chain.bundle.json_path, "mel",
+                              "hot-swap needs the same MelSpec as the playing bundle")
+        # a swap during a swap: the chain fading out is dropped, the current one fades out
+        self.old_chain = self.chain
+        self.chain = chain
+        self._swap_pos = 0
+
+    # ---------------------------------------------------------------- one step
+    def _mel(self, chain: Chain, shared: dict, k: int) -> np.ndarray:
+        def frames(name: str) -> np.ndarray:
+            if name == "latent":
+                return chain.latent.next_frames(k)
+            if name not in shared:
+                shared[name] = (self.canvas if name == "canvas" else self.file).next_frames(k)
+            return shared[name]
+
+        cur = frames(self.source)
+        if self._prev_source is None:
+            return cur
+        prev = frames(self._prev_source)
+        n = self.config.source_crossfade_frames
+        w = ((self._source_fade_pos + np.arange(k) + 1.0) / (n + 1.0)).clip(0.0, 1.0).astype(np.float32)
+        return prev + (cur - prev) * w[None, :]
+
+    def step(self) -> np.ndarray:
+        """One producer step: ``frames_per_step`` mel frames -> device-rate float32 samples."""
+        k = self.config.frames_per_step
+        shared: dict = {}
+        mel = self._mel(self.chain, shared, k)
+        audio = self.chain.push(mel)
+        if self.old_chain is not None:
+            old = self.old_chain.push(self._mel(self.old_chain, shared, k))
+            w = _raised_cosine(self._swap_pos, audio.size, self._swap_len)
+            audio = old + (audio - old) * w
+            self._swap_pos += audio.size
+            if self._swap_pos >= self._swap_len:
+                self.old_chain = None
+        if self._prev_source is not None:
+            self._source_fade_pos += k
+            if self._source_fade_pos >= self.config.source_crossfade_frames:
+                self._prev_source = None
+        safe = self.safety.process(audio, self._gain)
+        out = self.resampler.process(safe)
+        self.tap.push(mel, out)
+        self.frame_index += k
+        self.samples_out += out.size
+        return out
+
+
+# --------------------------------------------------------------------------- offline
+def _as_bundle(bundle) -> ModelBundle:
+    if isinstance(bundle, ModelBundle):
+        return bundle
+    return load_bundle(bundle if bundle is not None else default_bundle_path())
+
+
+def render_offline(bundle, seconds: float, controls: Controls | None = None, events=(),
+                   vocoder: str | None = None, config: SynthConfig = SynthConfig(),
+                   sample_rate: int | None = None, loader: ModelLoader = load_models,
+                   n_samples: int | None = None) -> np.ndarray:
+    """Run the streaming pipeline without a device: ``-> (samples,)`` float32 in [-1, 1].
+
+    ``events``: ``(frame_index, command)`` pairs (e.g. ``Synth.event_log()``), applied
+    at the start of the step that begins at that frame, in order. ``sample_rate``
+    None = the model rate (no resampling). ``n_samples`` overrides ``seconds``.
+    """
+    bundle = _as_bundle(bundle)
+    pipe = Pipeline(bundle, vocoder, config, controls, sample_rate, loader)
+    rate = pipe.out_rate
+    total = int(n_samples) if n_samples is not None else int(round(float(seconds) * rate))
+    pending = collections.deque(sorted(events, key=lambda e: e[0]) if events else ())
+    chunks, have = [], 0
+    while have < total:
+        while pending and pending[0][0] <= pipe.frame_index:
+            pipe.apply(pending.popleft()[1])
+        out = pipe.step()
+        chunks.append(out)
+        have += out.size
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return audio[:total].astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------- the live synth
+def _raise_thread_priority(nice: int = -10) -> bool:
+    """Ask the OS to schedule the calling thread ahead of ordinary work (Linux per-thread nice).
+
+    Not real-time scheduling: a stuck producer cannot starve the machine. Without the
+    permission (ordinary users) nothing changes and the ring target has to absorb it.
+    """
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+# --------------------------------------------------------------------------- the live synth
+@dataclass(frozen=True)
+class SynthStatus:
+    playing: bool
+    device: str | None
+    sample_rate: int
+    blocksize: int
+    underruns: int
+    latency_ms: float  # ring fill + resampler + device output latency, now
+    cpu_load: float  # producer busy time / audio time produced (fraction of one core)
+    error: str | None
+    bundle: str
+    vocoder: str
+    source: str
+    frames_produced: int
+    swapping: bool
+    nonfinite_samples: int
+    listener_errors: int
+    target_ms: float  # the ring target now (grows after underruns)
+
+
+class Synth:
+    """The live engine; see the module docstring for the API."""
+
+    def __init__(self, bundle=None, vocoder: str | None = None, config: SynthConfig = SynthConfig(),
+                 controls: Controls | None = None, loader: ModelLoader = load_models,
+                 device_rate: int = DEFAULT_DEVICE_RATE):
+        self.config = config
+        self._loader = loader
+        self._controls = controls or Controls()
+        self._pipeline = Pipeline(_as_bundle(bundle), vocoder, config, self._controls, device_rate, loader)
+        self._commands: collections.deque = collections.deque()  # GUI/MIDI -> producer, never blocks
+        self.ring = RingBuffer(int(config.ring_seconds * 192000))
+        self._output = None
+        self._output_live = False  # the output was started (its death then stops the producer)
+        self._underruns_seen = 0
+        self._target_extra_ms = 0.0  # grown by underruns (adaptive ring target)
+        self._producer: threading.Thread | None = None
+        self._stop_producer = threading.Event()
+        self._error: str | None = None
+        self._cpu_load = 0.0
+        self._listeners: tuple = ()
+        self._listener_errors = 0
+        self._swap_threads: list[threading.Thread] = []
+        self._swap_pending = 0
+        self._lock = threading.Lock()  # guards play/stop/swap bookkeeping (never the callback)
+        self.on_apply: Callable[[Any, int, int], None] | None = None  # bench: (cmd, frame, ring pos)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def bundle(self) -> ModelBundle:
+        return self._pipeline.chain.bundle
+
+    @property
+    def vocoder_name(self) -> str:
+        return self._pipeline.chain.vocoder_name
+
+    @property
+    def directions(self) -> tuple:
+        return self._pipeline.chain.directions
+
+    @property
+    def spec(self) -> MelSpec:
+        return self._pipeline.spec
+
+    @property
+    def controls(self) -> Controls:
+        return self._controls
+
+    @property
+    def tap(self) -> MelTap:
+        return self._pipeline.tap
+
+    @property
+    def playing(self) -> bool:
+        return self._producer is not None and self._producer.is_alive()
+
+    @property
+    def output(self):
+        return self._output
+
+    @property
+    def canvas_playhead(self) -> int:
+        return self._pipeline.canvas.playhead
+
+    def canvas(self) -> np.ndarray:
+        return self._pipeline.canvas.frames()
+
+    def event_log(self) -> list:
+        return list(self._pipeline.events)
+
+    # ---------------------------------------------------------------- commands (any thread)
+    def _submit(self, cmd) -> None:
+        self._commands.append(cmd)
+        if not self.playing:  # nobody drains the queue: apply now (under the bookkeeping lock)
+            with self._lock:
+                if not self.playing:
+                    self._drain()
+
+    def set_controls(self, controls: Controls) -> None:
+        if not isinstance(controls, Controls):
+            raise TypeError(f"set_controls needs a Controls snapshot, got {type(controls).__name__}")
+        self._controls = controls
+        self._submit(SetControls(controls))
+
+    def update_controls(self, **changes) -> Controls:
+        new = self._controls.replace(**changes)
+        self.set_controls(new)
+        return new
+
+    def set_source(self, source: str) -> None:
+        self.update_controls(source=source)
+
+    def set_canvas(self, log_mel: np.ndarray) -> None:
+        arr = np.asarray(log_mel)
+        if arr.ndim != 2 or arr.shape[0] != self.spec.n_mels or arr.shape[1] < 1:
+            raise ValueError(f"canvas must be ({self.spec.n_mels}, N>=1) log10 mel, got shape {arr.shape}")
+        self._submit(SetCanvas(_frozen_copy(arr)))
+
+    def edit_canvas(self, start_frame: int, values: np.ndarray, bin_start: int = 0) -> None:
+        vals = np.asarray(values)
+        if vals.ndim == 1:
+            vals = vals[:, None]
+        if vals.ndim != 2:
+            raise ValueError(f"canvas edit values must be (bins, frames), got shape {vals.shape}")
+        self._submit(EditCanvas(int(start_frame), _frozen_copy(vals), int(bin_start)))
+
+    def load_file(self, path) -> int:
+        mel = file_log_mel(path, self.spec)
+        self._submit(SetFile(_frozen_copy(mel), str(path)))
+        return mel.shape[1]
+
+    def swap_bundle(self, bundle=None, vocoder: str | None = None, wait: bool = False) -> threading.Thread:
+        """Load ``bundle`` (default: the current one) with ``vocoder`` off-thread, then crossfade to it.
+
+        Errors while loading land in ``status().error``; the old chain keeps playing.
+        """
+        def work():
+            try:
+                b = _as_bundle(bundle) if bundle is not None else self.bundle
+                chain = Chain.build(b, vocoder, self._controls, self.config, self._loader)
+                if b.mel != self.spec:
+                    raise BundleError(b.json_path, "mel", "hot-swap needs the same MelSpec as the playing bundle")
+                self._submit(SwapChain(b, chain.vocoder_name, chain))
+            except Exception as exc:  # noqa: BLE001 - reported, the old chain keeps playing
+                self._error = f"cannot switch model: {exc}"
+            finally:
+                self._swap_pending -= 1
+
+        self._swap_pending += 1
+        t = threading.Thread(target=work, name="synth-bundle-loader", daemon=True)
+        t.start()
+        if wait:
+            t.join()
+        return t
+
+    def set_vocoder(self, name: str, wait: bool = False) -> threading.Thread:
+        return self.swap_bundle(None, vocoder=name, wait=wait)
+
+    def add_listener(self, fn: Callable[[np.ndarray, int], None]) -> None:
+        self._listeners = self._listeners + (fn,)
+
+    def remove_listener(self, fn) -> None:
+        self._listeners = tuple(f for f in self._listeners if f is not fn)
+
+    # ---------------------------------------------------------------- producer side
+    def _drain(self) -> None:
+        pipe = self._pipeline
+        while True:
+            try:
+                cmd = self._commands.popleft()
+            except IndexError:
+                return
+            try:
+                pipe.apply(cmd)
+            except Exception as exc:  # noqa: BLE001 - a bad command must not stop the music
+                self._error = f"command {type(cmd).__name__} failed: {exc}"
+                continue
+            hook = self.on_apply
+            if hook is not None:
+                hook(cmd, pipe.frame_index, self.ring.written)
+
+    def _produce_one(self) -> np.ndarray:
+        self._drain()
+        return self._pipeline.step()
+
+    def _target_samples(self, rate: int) -> int:
+        out = self._output
+        block = max(out.blocksize, out.max_frames) if out is not None else 256
+        ms = self.config.target_ms + self._target_extra_ms
+        return max(int(ms * 1e-3 * rate), self.config.target_blocks * max(block, 1))
+
+    def _adapt_target(self) -> None:
+        """After an underrun, keep more audio queued: this machine needs more slack than planned."""
+        seen = self.ring.underruns
+        if seen > self._underruns_seen:
+            self._underruns_seen = seen
+            room = self.config.target_max_ms - self.config.target_ms
+            if room > 0:
+                self._target_extra_ms = min(room, self._target_extra_ms + 2.0)
+
+    def _deliver(self, chunk: np.ndarray, rate: int) -> None:
+        done = self.ring.write(chunk)
+        while done < chunk.size and not self._stop_producer.is_set():
+            time.sleep(0.001)  # ring full: cannot happen at sane targets, but never drop audio
+            done += self.ring.write(chunk[done:])
+        for fn in self._listeners:
+            try:
+                fn(chunk, rate)
+            except Exception as exc:  # noqa: BLE001
+                self._listener_errors += 1
+                self._error = f"audio listener failed: {exc}"
+
+    def _producer_loop(self) -> None:
+        _raise_thread_priority()
+        rate = self._pipeline.out_rate
+        out = self._output
+        busy = 0.0
+        produced = 0
+        window_start = time.perf_counter()
+        while not self._stop_producer.is_set():
+            if out is not None and self._output_live and not out.active:
+                self._error = out.error or "audio output stopped"
+                return
+            self._adapt_target()
+            fill = self.ring.fill
+            target = self._target_samples(rate)
+            if fill < target:
+                t0 = time.perf_counter()
+                try:
+                    chunk = self._produce_one()
+                except Exception as exc:  # noqa: BLE001 - keep the process alive, say why
+                    self._error = f"synth pipeline failed: {exc}"
+                    return
+                busy += time.perf_counter() - t0
+                produced += chunk.size
+                self._deliver(chunk, rate)
+            else:
+                time.sleep(min(0.002, max(0.0002, (fill - target) / rate)))
+            now = time.perf_counter()
+            if now - window_start > 0.5 and produced:
+                self._cpu_load = busy / (produced / rate)
+                busy, produced, window_start = 0.0, 0, now
+
+    # ---------------------------------------------------------------- transport
+    def play(self, device: str | int | None = None, blocksize: int | None = None, output=None,
+             hostapi: str | None = None, prefill_timeout_s: float = 5.0) -> bool:
+        """Start sound; False (with ``status().error``) when no device can play. Never raises for audio."""
+        from engine.audio import AudioOutput, AudioUnavailable
+
+        with self._lock:
+            if self.playing:
+                return True
+            self._error = None
+            try:
+                out = output if output is not None else AudioOutput(device, blocksize, hostapi=hostapi)
+            except AudioUnavailable as exc:
+                self._error = str(exc)
+                return False
+            self._output = out
+            self._drain()
+            self._pipeline.set_out_rate(out.samplerate)
+            self.ring.reset()
+            self._underruns_seen = 0
+            self._target_extra_ms = 0.0
+            self._stop_producer.clear()
+            self._producer = threading.Thread(target=self._producer_loop, name="synth-producer", daemon=True)
+            self._producer.start()
+            deadline = time.perf_counter() + prefill_timeout_s
+            while self.ring.fill < self._target_samples(out.samplerate) and time.perf_counter() < deadline:
+                if not self._producer.is_alive():
+                    break
+                time.sleep(0.001)
+            try:
+                out.start(self.ring)
+            except AudioUnavailable as exc:
+                self._error = str(exc)
+                self._stop_locked()
+                return False
+            self._output_live = True
+            return True
+
+    def _stop_locked(self) -> None:
+        self._output_live = False
+        out, self._output = self._output, None
+        if out is not None:
+            out.stop()
+            self._last_output = out
+        self._stop_producer.set()
+        if self._producer is not None:
+            self._producer.join(timeout=5)
+            self._producer = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop_locked()
+
+    def restart(self, device: str | int | None = None, blocksize: int | None = None, **kw) -> bool:
+        self.stop()
+        return self.play(device, blocksize, **kw)
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> "Synth":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- observation
+    def status(self) -> SynthStatus:
+        out = self._output
+        pipe = self._pipeline
+        rate = pipe.out_rate
+        err = self._error
+        if out is not None and out.error and not err:
+            err = out.error
+        latency = (self.ring.fill + pipe.resampler.delay_samples) / rate + (out.latency_s if out else 0.0)
+        return SynthStatus(
+            playing=self.playing, device=out.name if out is not None else None, sample_rate=rate,
+            blocksize=(out.blocksize or out.max_frames) if out is not None else 0,
+            underruns=self.ring.underruns, latency_ms=1e3 * latency, cpu_load=self._cpu_load, error=err,
+            bundle=self.bundle.name, vocoder=self.vocoder_name, source=pipe.source,
+            frames_produced=pipe.frame_index, swapping=pipe.old_chain is not None or self._swap_pending > 0,
+            nonfinite_samples=pipe.safety.nonfinite_samples, listener_errors=self._listener_errors,
+            target_ms=1e3 * self._target_samples(rate) / rate)

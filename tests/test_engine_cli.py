@@ -1,0 +1,73 @@
+"""``melsynth render / play / bench`` end to end on a tiny real bundle (random ONNX prior + classical vocoder)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from app.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    from tests.engine_bundles import tiny_prior_bundle
+
+    return tiny_prior_bundle(tmp_path_factory.mktemp("cli") / "tiny")
+
+
+def test_render_writes_seeded_music_and_a_spectrogram(tiny, tmp_path, capsys):
+    a, b, c = tmp_path / "a.wav", tmp_path / "b.flac", tmp_path / "c.wav"
+    assert main(["render", "--seconds", "1.5", "--seed", "3", "--out", str(a), "--png", str(tmp_path / "a.png"),
+                 "--bundle", str(tiny)]) == 0
+    assert main(["render", "--seconds", "1.5", "--seed", "3", "--out", str(b), "--bundle", str(tiny)]) == 0
+    assert main(["render", "--seconds", "1.5", "--seed", "4", "--out", str(c), "--bundle", str(tiny)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    x, sr = sf.read(a, dtype="float32")
+    y, _ = sf.read(b, dtype="float32")
+    z, _ = sf.read(c, dtype="float32")
+    assert sr == 11025 and x.shape == (int(1.5 * 11025),)
+    assert np.all(np.isfinite(x)) and np.abs(x).max() <= 1.0 and np.abs(x).max() > 1e-3
+    np.testing.assert_allclose(x, y, atol=1 / 32767)  # same seed, same music (FLAC is 16-bit)
+    assert np.abs(x - z).max() > 1e-3
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_errors_are_one_line(tmp_path, capsys):
+    from tests.engine_fakes import make_fake_bundle
+
+    no_prior = make_fake_bundle(tmp_path / "noprior")
+    assert main(["render", "--seconds", "1", "--out", str(tmp_path / "x.wav"), "--bundle", str(no_prior)]) == 2
+    err = capsys.readouterr().err
+    assert "has no prior" in err and "Traceback" not in err
+    assert main(["render", "--seconds", "1", "--out", str(tmp_path / "x.wav"),
+                 "--bundle", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_play_without_a_device_reports_why(tiny):
+    out = subprocess.run([sys.executable, "-m", "app.cli", "play", "--seconds", "1", "--json", "--bundle", str(tiny),
+                          "--device", "melsynth-no-such-device"], capture_output=True, text=True, cwd=REPO,
+                         timeout=120)
+    assert out.returncode == 1, out.stderr
+    summary = json.loads(out.stdout)
+    assert "melsynth-no-such-device" in summary["error"] or "PortAudio" in summary["error"]
+    assert summary["underruns"] == 0 and summary["seconds"] == 0.0
+
+
+def test_bench_json_has_every_figure(tiny, capsys):
+    assert main(["bench", "--json", "--moves", "20", "--stage-seconds", "1", "--bundle", str(tiny)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("prior_rtf", "vocoder_offline_rtf", "vocoder_stream_rtf", "chain_stream_rtf",
+                "latency_ms_median", "latency_ms_max", "cpu_producer", "cpu_process"):
+        assert isinstance(res[key], float) and res[key] > 0, key
+    assert res["latency_moves"] >= 15
+    assert res["latency_ms_median"] <= res["latency_ms_max"]
+    assert res["latency_ms_median"] >= res["latency_device_ms"]  # includes the device's own latency

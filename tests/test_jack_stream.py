@@ -1,0 +1,114 @@
+"""A real stream through PortAudio into CI's JACK dummy server.
+
+CI (.ci/setup test) starts ``jackd --no-realtime -d dummy -r 11025 -p 256`` before
+pytest; locally start one the same way (then ``jack_wait -w -t 10``). Without a
+running JACK server these tests skip and say so.
+"""
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from engine.controls import Controls
+from engine.synth import Synth, SynthConfig, render_offline
+from tests.engine_fakes import fake_bundle, fake_loader
+
+pytestmark = pytest.mark.jack
+
+
+def jack_running() -> str | None:
+    """None if a JACK server answers, else why not."""
+    if shutil.which("jack_lsp") is None:
+        return "jack_lsp not installed (apt-get install jackd2)"
+    try:
+        r = subprocess.run(["jack_lsp"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"jack_lsp failed: {exc}"
+    if r.returncode != 0:
+        return "no JACK server running (CI starts: jackd --no-realtime -d dummy -r 11025 -p 256)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def jack_output_factory():
+    why = jack_running()
+    if why:
+        pytest.skip(why)
+    import sounddevice as sd  # imported after jackd is up, so PortAudio sees the JACK host API
+
+    from engine.audio import AudioOutput, AudioUnavailable, list_output_devices
+
+    if not any("jack" in d.hostapi.lower() for d in list_output_devices()):
+        sd._terminate()  # PortAudio was initialised before the server came up: rescan
+        sd._initialize()
+    try:
+        AudioOutput(hostapi="JACK")
+    except AudioUnavailable as exc:
+        pytest.skip(f"JACK server runs but PortAudio has no JACK output device: {exc}")
+    return lambda **kw: AudioOutput(hostapi="JACK", **kw)
+
+
+def test_five_seconds_through_jack_equal_the_offline_render(tmp_path, jack_output_factory):
+    bundle = fake_bundle(tmp_path)
+    # generous ring target: this test is about correctness on a busy CI machine, not latency
+    cfg = SynthConfig(record_events=True, target_ms=70)
+    start = Controls(seed=7, walk_speed=0.3, walk_spread=1.0, walk_seed=7, gain=0.6)
+    out = jack_output_factory(capture_samples=8 * 11025)
+    assert out.samplerate == 11025  # the JACK server's rate, not ours
+    synth = Synth(bundle, config=cfg, controls=start, loader=fake_loader())
+    assert synth.play(output=out), synth.status().error
+    t0 = time.perf_counter()
+    c = start
+    for i in range(5):
+        time.sleep(1.0)
+        c = c.with_knob(i % 2, (-1) ** i * 1.5)
+        synth.set_controls(c)
+    elapsed = time.perf_counter() - t0
+    st = synth.status()
+    synth.stop()
+    assert st.error is None
+    assert st.underruns == 0 and out.status_flags == 0
+    # callback rate: JACK's period of 256 frames at 11025 Hz, ~43 callbacks a second
+    assert out.max_frames == 256
+    rate = out.callbacks / elapsed
+    assert abs(rate - 11025 / 256) < 0.1 * 11025 / 256, f"{out.callbacks} callbacks in {elapsed:.2f} s"
+    assert out.captured >= 4.5 * 11025
+    offline = render_offline(bundle, 0, start, synth.event_log(), config=cfg, sample_rate=11025,
+                             loader=fake_loader(), n_samples=out.captured)
+    np.testing.assert_array_equal(out.capture[: out.captured], offline)
+    assert np.abs(offline).max() > 0.05
+
+
+def test_jack_stream_restarts_after_stop(tmp_path, jack_output_factory):
+    bundle = fake_bundle(tmp_path)
+    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
+    for _ in range(2):
+        out = jack_output_factory()
+        assert synth.restart(output=out), synth.status().error
+        time.sleep(0.5)
+        assert synth.playing and out.callbacks > 5
+    synth.stop()
+    assert not synth.playing
+
+
+def test_melsynth_play_json_through_jack(tmp_path, jack_output_factory):
+    """``melsynth play --json`` on the JACK device: a summary with the underrun count (a real bundle)."""
+    pytest.importorskip("torch")
+    import json
+    import sys
+    from pathlib import Path
+
+    from tests.engine_bundles import tiny_prior_bundle
+
+    bundle = tiny_prior_bundle(tmp_path / "tiny")
+    out = subprocess.run([sys.executable, "-m", "app.cli", "play", "--seconds", "3", "--json", "--hostapi", "JACK",
+                          "--bundle", str(bundle)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout)
+    assert summary["error"] is None
+    assert "JACK" in summary["device"] and summary["sample_rate"] == 11025
+    assert summary["seconds"] >= 2.9 and summary["callbacks"] >= 100
+    assert summary["underruns"] == 0

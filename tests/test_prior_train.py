@@ -1,0 +1,119 @@
+"""Training the prior through the shared GAN trainer: runs, validates, checkpoints, resumes, CLI."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.prior_fixtures import make_synthetic_corpus, one_thread, tiny_prior_config
+from training.gan import RunLimits, train
+from training.prior.train import EMAGenerator, PriorTask, crop_windows, default_trainer_config, load_generator
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_synthetic_corpus(tmp_path_factory.mktemp("prior_train") / "corpus")
+
+
+def test_crop_windows_picks_each_offset():
+    mel = torch.arange(20, dtype=torch.float32)[None, None].repeat(2, 3, 1)
+    out = crop_windows(mel, 5, 4, torch.tensor([0, 3]))
+    assert out[0, 0].tolist() == [4, 5, 6, 7, 8] and out[1, 2].tolist() == [7, 8, 9, 10, 11]
+
+
+def test_ema_moves_towards_the_weights():
+    g = EMAGenerator(tiny_prior_config().generator, decay=0.5)
+    with torch.no_grad():
+        for p in g.net.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in g.ema.parameters()]
+    g.update_ema()
+    for b, a, p in zip(before, g.ema.parameters(), g.net.parameters()):
+        torch.testing.assert_close(a, (b + p) / 2)
+    assert not any(p.requires_grad for p in g.ema.parameters())
+
+
+def test_batches_are_normalised_real_windows(corpus):
+    task = PriorTask(tiny_prior_config(), corpus)
+    batch = next(task.batches(0, 1, 0, 3))
+    assert batch.shape == (3, 256, 32) and batch.dtype == torch.float32
+    assert -1.01 <= float(batch.min()) and float(batch.max()) <= 1.0
+
+
+def test_train_validate_checkpoint_resume(corpus, tmp_path):
+    task = PriorTask(tiny_prior_config(), corpus)
+    cfg = default_trainer_config(batch_size=4, validate_steps=3, validate_minutes=60, lr_g=1e-3, lr_d=1e-3)
+    run = tmp_path / "run"
+    result = train(task, cfg, run, RunLimits(max_steps=3, progress=False))
+    assert result.step == 3 and result.stopped_by == "max_steps"
+    for name in ("checkpoint.pt", "best_generator.pt", "learning_curve.csv", "config.json"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "learning_curve.csv")))
+    assert float(rows[-1]["fd_ratio"]) > 0 and float(rows[-1]["cpu_hours"]) > 0
+    assert "fd_gaussian" in rows[-1] and "ndb" in rows[-1]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["task_name"] == "prior" and saved["task"]["prior"]["window_frames"] == 32
+
+    task2 = PriorTask(tiny_prior_config(), corpus)
+    result2 = train(task2, cfg, run, RunLimits(max_steps=5, resume=True, progress=False))
+    assert result2.step == 5
+    generator, info = load_generator(run)
+    assert info["step"] >= 3 and generator.latent_size == 8
+    with torch.no_grad():
+        mel = generator(torch.randn(1, 8, 3))
+    assert mel.shape == (1, 256, 12) and torch.isfinite(mel).all()
+
+
+def test_training_steps_lower_the_critic_loss(corpus):
+    """Early in the game the critic learns fast: its hinge loss drops over a few steps."""
+    from training.gan import _Trainer  # one step at a time, same code path as train()
+
+    torch.manual_seed(0)
+    task = PriorTask(tiny_prior_config(), corpus)
+    trainer = _Trainer(task, default_trainer_config(batch_size=8, lr_d=2e-3, lr_g=1e-5), None,
+                       RunLimits(progress=False))
+    trainer._build(None)
+    data = task.batches(0, 1, 0, 8)
+    losses = [trainer._train_step(next(data))["loss_d"] for _ in range(12)]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1, losses
+
+
+def test_cli_train_then_export(corpus, tmp_path):
+    from app.cli import main
+    from engine.bundle import load_bundle
+
+    config = tmp_path / "cfg.json"
+    prior = tiny_prior_config().to_dict()
+    config.write_text(json.dumps({"prior": prior, "trainer": {"batch_size": 2, "validate_minutes": 60}}))
+    run = tmp_path / "run"
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
+                 "--steps", "2", "--no-progress"]) == 0
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--resume", "--steps", "3",
+                 "--no-progress"]) == 0
+    bundle = tmp_path / "bundle"
+    assert main(["export", "prior", str(run), "--bundle", str(bundle), "--pca", "3", "--pca-latents", "2000",
+                 "--verify", "50"]) == 0
+    b = load_bundle(bundle)
+    assert b.prior is not None and b.prior.latent_frames == 4
+    assert {d.kind for d in b.prior.directions} == {"named", "pca"}
+    assert "classical" in b.vocoders
+
+
+def test_cli_refuses_a_run_folder_with_a_checkpoint_without_resume(corpus, tmp_path):
+    from app.cli import main
+
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"prior": tiny_prior_config().to_dict(), "trainer": {"batch_size": 2}}))
+    args = ["train", "prior", "--corpus", str(corpus), "--run", str(tmp_path / "r"), "--config", str(config),
+            "--steps", "1", "--no-progress"]
+    assert main(args) == 0
+    from training.gan import TrainError
+
+    with pytest.raises(TrainError, match="--resume"):
+        main(args)

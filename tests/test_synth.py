@@ -1,0 +1,296 @@
+"""The engine pipeline and the live Synth, on numpy fakes of the prior and vocoder."""
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.audio import FakeOutput
+from engine.controls import Controls, latent_point
+from engine.sources import LatentSource
+from engine.synth import (Chain, EditCanvas, Pipeline, SetCanvas, SetControls, SwapChain, Synth, SynthConfig,
+                          render_offline)
+from tests.engine_fakes import FakePrior, fake_bundle, fake_loader
+
+HOP = 256
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return fake_bundle(tmp_path)
+
+
+def frame_rms(audio, hop=HOP):
+    n = audio.size // hop
+    return np.sqrt(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1))
+
+
+def test_latent_source_equals_prior_offline(bundle):
+    """Constant controls, no walk: the source is exactly the prior's offline output, denormalised."""
+    spec = bundle.mel
+    prior = FakePrior(spec)
+    c = Controls(seed=5, knobs=(1.0, -0.5))
+    src = LatentSource(prior, spec, c)
+    got = np.concatenate([src.next_frames(k) for k in (1, 3, 2, 7, 5)], axis=1)  # 18 frames, odd chunks
+    z = latent_point(c, prior.directions, prior.latent_size)
+    want = spec.denormalize(FakePrior(spec).offline(np.stack([z] * 5)))[:, :18]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_knob_move_is_heard_at_the_next_frame_without_a_jump(bundle):
+    spec = bundle.mel
+    c0 = Controls(seed=1)
+    c1 = c0.with_knob(0, 3.0)
+
+    def run(move_at, crossfade=3):
+        src = LatentSource(FakePrior(spec, latent_frames=16), spec, c0, crossfade_frames=crossfade)
+        frames = []
+        for i in range(40):
+            if i == move_at:
+                src.set_controls(c1)
+            frames.append(src.next_frames(1))
+        return np.concatenate(frames, axis=1), src
+
+    still, _ = run(-1)
+    moved, src = run(21)  # mid-step (16-frame steps): step 1 is re-run
+    assert src.reruns == 1
+    np.testing.assert_array_equal(moved[:, :21], still[:, :21])
+    assert np.abs(moved[:, 21] - still[:, 21]).max() > 1e-3  # heard at once
+    # crossfaded: the first new frame moves only part of the way
+    full = np.abs(moved[:, 24] - still[:, 24]).mean()
+    assert 0 < np.abs(moved[:, 21] - still[:, 21]).mean() < 0.6 * full
+    # the move is spread over the crossfade (3 frames + 1): no frame carries more than about
+    # a quarter of it on top of what the model does on its own
+    natural = np.abs(np.diff(still, axis=1)).max()
+    move = np.abs(moved[:, 21:32] - still[:, 21:32]).max()
+    assert np.abs(np.diff(moved, axis=1)).max() <= natural + 0.3 * move
+    # without the crossfade the same move is one jump
+    abrupt, _ = run(21, crossfade=1)
+    assert np.abs(np.diff(abrupt, axis=1)).max() > np.abs(np.diff(moved, axis=1)).max() * 1.3
+
+
+@pytest.fixture(scope="module")
+def real_prior(tmp_path_factory):
+    pytest.importorskip("torch")
+    from engine.bundle import load_bundle
+    from engine.prior import load_prior
+    from tests.engine_bundles import tiny_prior_bundle
+
+    bundle = load_bundle(tiny_prior_bundle(tmp_path_factory.mktemp("real") / "tiny"))
+    return bundle, lambda: load_prior(bundle)
+
+
+@pytest.mark.parametrize("kind", ["fake", "onnx"])
+def test_knob_rerun_continues_as_if_the_step_had_the_new_latent(bundle, request, kind):
+    """After a re-run the prior's state is the new step's: later steps equal a stream that never had the old z."""
+    spec = bundle.mel
+    make = ((lambda: FakePrior(spec, latent_frames=16)) if kind == "fake"
+            else request.getfixturevalue("real_prior")[1])
+    c0 = Controls(seed=3)
+    c1 = c0.with_knob(1, 2.0)
+    L = make().latent_frames
+
+    moved_src = LatentSource(make(), spec, c0)
+    a = moved_src.next_frames(L + 5)  # into step 1
+    moved_src.set_controls(c1)
+    b = moved_src.next_frames(3 * L - 5)  # rest of step 1, steps 2 and 3
+    assert moved_src.reruns == 1
+    ref_src = LatentSource(make(), spec, c0)
+    ref_a = ref_src.next_frames(L)  # step 0 with the old point
+    ref_src.set_controls(c1)
+    ref_b = ref_src.next_frames(3 * L)  # steps 1.. with the new one
+    moved = np.concatenate([a, b], axis=1)
+    ref = np.concatenate([ref_a, ref_b], axis=1)
+    np.testing.assert_allclose(moved[:, 2 * L:], ref[:, 2 * L:], atol=1e-5)
+    assert np.abs(moved[:, L + 5] - a[:, L + 4]).max() < np.abs(ref[:, L + 5] - a[:, L + 4]).max() + 1e-6
+
+
+def test_render_is_deterministic_and_seeded(bundle):
+    c = Controls(seed=3, walk_speed=0.3, walk_spread=1.0, walk_seed=9)
+    a = render_offline(bundle, 1.0, c, loader=fake_loader())
+    b = render_offline(bundle, 1.0, c, loader=fake_loader())
+    other = render_offline(bundle, 1.0, c.replace(walk_seed=10), loader=fake_loader())
+    assert a.shape == (11025,) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - other).max() > 1e-3
+    assert np.all(np.isfinite(a)) and np.abs(a).max() <= 1.0 and np.abs(a).max() > 0.01
+
+
+def test_resampled_render_matches_rate(bundle):
+    a = render_offline(bundle, 0.5, Controls(seed=2), sample_rate=48000, loader=fake_loader())
+    b = render_offline(bundle, 0.5, Controls(seed=2), loader=fake_loader())
+    assert a.size == 24000
+    # same music: spectra agree below the model's Nyquist
+    fa = np.abs(np.fft.rfft(a))[: 2000]
+    fb = np.abs(np.fft.rfft(b))[: 2000]
+    fa_peak, fb_peak = np.argmax(fa) / 0.5, np.argmax(fb) / 0.5
+    assert abs(fa_peak - fb_peak) < 3
+
+
+def test_canvas_edits_ahead_of_the_playhead_are_heard_this_pass(bundle):
+    spec = bundle.mel
+    pipe = Pipeline(bundle, None, SynthConfig(source_crossfade_frames=1), Controls(source="canvas"),
+                    loader=fake_loader())
+    n = 40
+    pipe.apply(SetCanvas(np.full((256, n), spec.log_min)))
+    out = [pipe.step() for _ in range(10)]  # playhead now at 10
+    assert pipe.canvas.playhead == 10
+    loud = np.full((256, 4), 1.0, np.float32)
+    pipe.apply(EditCanvas(20, loud))  # ahead: frames 20..23
+    pipe.apply(EditCanvas(2, loud))  # behind: frames 2..5, heard next pass
+    out += [pipe.step() for _ in range(n - 10 + 10)]
+    rms = frame_rms(np.concatenate(out))
+    assert rms[20:24].min() > 10 * rms[12:18].max()
+    assert rms[n + 2:n + 6].min() > 10 * rms[12:18].max()  # second pass has the earlier edit
+    assert rms[2:6].max() < rms[20:24].min() / 10  # first pass did not
+
+
+def test_source_switch_crossfades_without_gap_or_click(bundle):
+    cfg = SynthConfig(source_crossfade_frames=8)
+    pipe = Pipeline(bundle, None, cfg, Controls(seed=4), loader=fake_loader())
+    pipe.apply(SetCanvas(np.full((256, 50), 0.5, np.float32)))
+    out = [pipe.step() for _ in range(30)]
+    pipe.apply(SetControls(Controls(seed=4, source="canvas")))
+    out += [pipe.step() for _ in range(30)]
+    audio = np.concatenate(out)
+    rms = frame_rms(audio)
+    assert rms[10:].min() > 0.2 * np.median(rms[10:])  # no gap
+    jumps = np.abs(np.diff(audio))
+    steady = jumps[: 30 * HOP].max()
+    assert jumps.max() <= 1.5 * max(steady, jumps[-20 * HOP:].max())  # no click at the switch
+    assert pipe.source == "canvas"
+
+
+def test_hot_swap_crossfades_to_the_new_vocoder(bundle):
+    cfg = SynthConfig(swap_crossfade_ms=100)
+    loader = fake_loader()
+    pipe = Pipeline(bundle, None, cfg, Controls(seed=6, gain=0.15), loader=loader)  # below the limiter
+    out = [pipe.step() for _ in range(30)]
+    chain = Chain.build(bundle, "other", pipe.controls, cfg, loader)
+    pipe.apply(SwapChain(bundle, "other", chain))
+    out += [pipe.step() for _ in range(40)]
+    audio = np.concatenate(out)
+    rms = frame_rms(audio)
+    assert pipe.chain.vocoder_name == "other" and pipe.old_chain is None
+    assert rms[10:].min() > 0.3 * rms[10:30].mean()  # no gap
+    assert rms[-10:].mean() > 2.0 * rms[10:30].mean()  # the louder "other" vocoder took over
+    jumps = np.abs(np.diff(audio))
+    assert jumps[30 * HOP - 10: 36 * HOP].max() <= 1.2 * max(jumps[: 30 * HOP].max(), jumps[-10 * HOP:].max())
+
+
+def test_garbage_from_the_vocoder_is_contained(bundle):
+    loader = fake_loader(vocoder_kwargs={"emit_nan_every": 5, "scale": 50.0})
+    pipe = Pipeline(bundle, None, SynthConfig(), Controls(seed=1, gain=8.0), loader=loader)
+    audio = np.concatenate([pipe.step() for _ in range(60)])
+    assert np.all(np.isfinite(audio)) and np.abs(audio).max() <= 1.0
+    assert pipe.chain.vocoder.resets >= 10  # reset after each non-finite chunk
+    assert np.abs(audio).max() > 0.5
+
+
+# --------------------------------------------------------------------------- the live Synth
+def test_synth_plays_through_a_fake_device(bundle):
+    cfg = SynthConfig(target_ms=20)
+    synth = Synth(bundle, config=cfg, controls=Controls(seed=2), loader=fake_loader())
+    heard = []
+    synth.add_listener(lambda chunk, rate: heard.append((chunk.copy(), rate)))
+    out = FakeOutput(48000, 256, capture_samples=48000)
+    assert synth.play(output=out)
+    assert synth.ring.fill >= int(0.02 * 48000)  # pre-filled before the first callback
+    for _ in range(60):
+        out.tick()
+        time.sleep(0.004)
+    st = synth.status()
+    synth.stop()
+    assert st.playing and st.sample_rate == 48000 and st.error is None
+    assert st.frames_produced > 0 and 0 < st.latency_ms < 200
+    assert synth.ring.underruns == 0
+    listened = np.concatenate([c for c, _ in heard])
+    assert {r for _, r in heard} == {48000}
+    np.testing.assert_array_equal(out.capture[: out.captured], listened[: out.captured])
+    count, frames = synth.tap.frames_since(0)
+    assert count == st.frames_produced or count >= frames.shape[1] > 0
+    peak, rms = synth.tap.level()
+    assert -120 < rms <= peak <= 0.0
+
+
+def test_no_device_is_a_message_and_restart_works(bundle):
+    synth = Synth(bundle, controls=Controls(seed=2), loader=fake_loader())
+    assert not synth.play(device="no-such-device-xyz")
+    st = synth.status()
+    assert not st.playing and "no-such-device-xyz" in st.error or "PortAudio" in st.error
+    out = FakeOutput(48000, 256)
+    assert synth.restart(output=out)
+    assert synth.status().error is None
+    synth.stop()
+
+
+def test_device_disappearing_stops_producer_with_message(bundle):
+    synth = Synth(bundle, controls=Controls(seed=2), loader=fake_loader())
+    out = FakeOutput(48000, 256)
+    assert synth.play(output=out)
+    out.error = "audio device fake stopped (disconnected?); restart to continue"
+    out._running = False  # what a vanished PortAudio stream looks like to the producer
+    deadline = time.time() + 5
+    while synth.playing and time.time() < deadline:
+        time.sleep(0.01)
+    assert not synth.playing
+    assert "disconnected" in synth.status().error
+    assert synth.restart(output=FakeOutput(44100, 512))
+    assert synth.status().sample_rate == 44100 and synth.status().error is None
+    synth.stop()
+
+
+def test_commands_while_stopped_apply_immediately(bundle, tmp_path):
+    synth = Synth(bundle, controls=Controls(seed=2), loader=fake_loader())
+    synth.set_canvas(np.zeros((256, 30)))
+    synth.edit_canvas(3, np.full((10, 2), 1.5), bin_start=250)  # cut at the top edge
+    canvas = synth.canvas()
+    assert canvas.shape == (256, 30)
+    assert np.all(canvas[250:, 3:5] == 1.5) and np.all(canvas[:250, 3:5] == 0)
+    with pytest.raises(ValueError, match="canvas must be"):
+        synth.set_canvas(np.zeros((12, 30)))
+    t = np.arange(11025) / 11025
+    sf.write(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 22050)
+    n = synth.load_file(tmp_path / "tone.wav")
+    assert n == 1 + (11025 // 2) // 256  # resampled 22050 -> 11025
+    with pytest.raises(FileNotFoundError):
+        synth.load_file(tmp_path / "missing.wav")
+    synth.update_controls(source="file")
+    assert synth.status().source == "file"
+
+
+def test_bundle_hot_swap_from_another_thread(bundle):
+    synth = Synth(bundle, controls=Controls(seed=2), loader=fake_loader())
+    out = FakeOutput(48000, 256, wait_for_data=True)
+    assert synth.play(output=out)
+    synth.swap_bundle(vocoder="other", wait=True)
+    deadline = time.time() + 5
+    while synth.vocoder_name != "other" and time.time() < deadline:
+        time.sleep(0.01)
+    synth.set_vocoder("nonexistent", wait=True)
+    before = synth.status().frames_produced
+    time.sleep(0.2)
+    st = synth.status()
+    synth.stop()
+    assert synth.vocoder_name == "other"
+    assert "nonexistent" in st.error  # reported ...
+    assert st.frames_produced > before  # ... and the music went on
+
+
+def test_a_failing_listener_is_reported_and_the_music_goes_on(bundle):
+    synth = Synth(bundle, controls=Controls(seed=2), loader=fake_loader())
+
+    def broken(chunk, rate):
+        raise OSError("disk full")
+
+    synth.add_listener(broken)
+    out = FakeOutput(48000, 256, wait_for_data=True)
+    assert synth.play(output=out)
+    deadline = time.time() + 5
+    while out.callbacks < 50 and time.time() < deadline:
+        time.sleep(0.01)
+    st = synth.status()
+    synth.remove_listener(broken)
+    synth.stop()
+    assert st.listener_errors > 0 and "disk full" in st.error
+    assert out.callbacks >= 50  # the producer kept going

@@ -1,0 +1,1 @@
+"""Torch networks: streaming layers (conv), generators (melgan, ap), discriminators, losses."""

@@ -1,0 +1,122 @@
+"""``melsynth train prior`` and ``melsynth export prior``.
+
+No torch at module level: the parser is built on installs without torch;
+handlers import it.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _train_prior(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.features import MelSpec
+    from training.gan import RunLimits, load_run_config, train
+    from training.gan import TrainConfig as TrainerConfig
+    from training.prior.config import PriorConfig, load_config_file
+    from training.prior.train import PriorTask, default_trainer_config
+
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    if not (Path(args.corpus) / "manifest.json").is_file():
+        raise FileNotFoundError(f"{args.corpus}: no manifest.json (build the corpus with `melsynth corpus build`)")
+    if args.resume:
+        saved = load_run_config(run)
+        if args.config:
+            print(f"--resume: using the run's saved configuration, ignoring {args.config}")
+        prior = PriorConfig.from_dict(saved["task"]["prior"])
+        spec = MelSpec.from_dict(saved["task"]["mel"])
+        trainer = TrainerConfig.from_dict(saved["trainer"])
+    else:
+        data = load_config_file(args.config) if args.config else {}
+        prior = PriorConfig.from_dict(data.get("prior", {}))
+        trainer = default_trainer_config(**data.get("trainer", {}))
+        if trainer.warmup_steps != 0:
+            from app.cli import MelsynthError
+
+            raise MelsynthError(f"{args.config}: trainer.warmup_steps must be 0 for the prior "
+                                "(there is no reconstruction target to warm up on)")
+        spec = MelSpec()
+    task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle)
+    limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
+                       progress=not args.no_progress)
+    result = train(task, trainer, run, limits)
+    print(f"prior: stopped at step {result.step} ({result.stopped_by}); best fd_ratio "
+          f"{result.best_value if result.best_value is not None else 'n/a'}; last {result.last_metrics}")
+    return 0
+
+
+def register_train(group_sub) -> None:
+    """Add ``melsynth train prior``."""
+    p = group_sub.add_parser("prior", help="train the mel prior GAN on a corpus's mel cache",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--corpus", required=True, help="built corpus folder (manifest.json + mel cache)")
+    p.add_argument("--run", required=True, help="run folder (checkpoints, learning_curve.csv, tb/)")
+    p.add_argument("--config", default=None,
+                   help='JSON file {"prior": {PriorConfig fields}, "trainer": {training.gan.TrainConfig fields}}')
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run with its saved configuration")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this many wall minutes (this invocation)")
+    p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    p.add_argument("--vocoder-bundle", default=None,
+                   help="bundle whose vocoder renders TensorBoard audio (default: $MELSYNTH_BUNDLE or models/default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (background runs)")
+    p.set_defaults(func=_train_prior)
+
+
+def _export_prior(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from engine.bundle import load_bundle
+    from engine.features import MelSpec
+    from training.prior.export import compute_directions, export_prior
+    from training.prior.train import load_generator
+
+    torch.set_num_threads(args.threads)
+    generator, info = load_generator(args.run, use_ema=not args.raw_weights)
+    spec = MelSpec.from_dict(info["task"]["mel"])
+    print(f"prior from {info['source']} (step {info['step']}"
+          + (f", {info['metric']} {info['value']:.3f})" if info.get("value") is not None else ")"))
+    figures: dict = {}
+    directions: list[dict] = []
+    if not args.no_directions:
+        directions, figures["directions"] = compute_directions(
+            generator, spec, n_pca_latents=args.pca_latents, n_pca=args.pca, n_verify=args.verify)
+    if args.corpus:
+        from training.prior.evaluate import PriorReference, format_report, generate_windows
+        from training.prior.train import torch_sample_fn
+
+        reference = PriorReference(args.corpus, spec=spec)
+        windows = generate_windows(torch_sample_fn(generator, "cpu"), generator.latent_size,
+                                   generator.latent_frames, reference.n_windows, reference.window_frames,
+                                   np.random.default_rng(1), spec=spec)
+        figures["eval"] = reference.score(windows)
+        print(format_report(figures["eval"]))
+    training = {"run": str(Path(args.run).resolve()), "checkpoint": info["source"], "step": info["step"],
+                "weights": "raw" if args.raw_weights else "ema", "prior_config": info["task"]["prior"]}
+    entry = export_prior(generator, args.bundle, spec, directions, training, figures)
+    load_bundle(args.bundle)  # the engine's own validation of what was written
+    print(f"wrote the prior into {Path(args.bundle) / 'bundle.json'} ({len(entry['directions'])} directions; "
+          f"parity {entry['figures']['parity']})")
+    return 0
+
+
+def register_export(group_sub) -> None:
+    """Add ``melsynth export prior``."""
+    p = group_sub.add_parser("prior", help="add a trained prior (ONNX + knobs) to a model bundle",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", help="prior run folder (its best checkpoint, else the latest) or a checkpoint file")
+    p.add_argument("--bundle", required=True, help="bundle folder, e.g. models/default (created if missing)")
+    p.add_argument("--corpus", default=None, help="also measure FD-mel/NDB on this corpus and record the figures")
+    p.add_argument("--no-directions", action="store_true", help="skip the knobs (PCA + named directions)")
+    p.add_argument("--pca", type=int, default=12, help="number of GANSpace (PCA) directions")
+    p.add_argument("--pca-latents", type=int, default=100_000, help="latents sampled for the PCA")
+    p.add_argument("--verify", type=int, default=1000, help="random starting points per named-direction check")
+    p.add_argument("--raw-weights", action="store_true", help="export the trained weights, not their moving average")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_export_prior)

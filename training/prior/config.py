@@ -1,0 +1,152 @@
+"""Frozen configurations of the prior: network shapes and training settings.
+
+Both are saved with every run (``config.json``) and the generator's goes into
+the bundle, so a checkpoint can always be rebuilt with the shapes it was
+trained with.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the frozen dataclasses hold."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+class ConfigError(ValueError):
+    """A configuration file or value the prior cannot use."""
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**{k: _tuples(v) for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of the generator (see ``training.prior.model``).
+
+    ``channels[0]`` is the width at the latent rate; ``channels[i + 1]`` the width
+    after the ``i``-th upsampler. ``dilations[i]`` lists the residual blocks of
+    stage ``i`` (one block per dilation). ``prod(upsample) == latent_frames``.
+    """
+
+    latent_size: int = 64
+    n_mels: int = 256
+    upsample: tuple[int, ...] = (4, 4)
+    channels: tuple[int, ...] = (256, 256, 192)
+    dilations: tuple[tuple[int, ...], ...] = ((1, 2), (1, 3, 9), (1, 3, 9, 27))
+    kernel_size: int = 3
+    latent_kernel: int = 2  # the first layer also sees the previous latent: smooth transitions
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.latent_size <= 0 or self.n_mels <= 0:
+            problems.append(f"latent_size={self.latent_size} and n_mels={self.n_mels} must be positive")
+        if len(self.channels) != len(self.upsample) + 1:
+            problems.append(f"channels has {len(self.channels)} entries, need len(upsample) + 1 = "
+                            f"{len(self.upsample) + 1}")
+        if len(self.dilations) != len(self.upsample) + 1:
+            problems.append(f"dilations has {len(self.dilations)} stages, need {len(self.upsample) + 1}")
+        if any(u < 1 for u in self.upsample):
+            problems.append(f"upsample factors {self.upsample} must be >= 1")
+        if self.kernel_size < 1 or self.latent_kernel < 1:
+            problems.append("kernel sizes must be >= 1")
+        if problems:
+            raise ConfigError("invalid GeneratorConfig: " + "; ".join(problems))
+
+    @property
+    def latent_frames(self) -> int:
+        n = 1
+        for u in self.upsample:
+            n *= u
+        return n
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+        return _from_dict(cls, data, "generator config")
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Shape of the discriminator (see ``training.prior.discriminator``)."""
+
+    channels: tuple[int, ...] = (256, 256, 384, 512)
+    kernel_size: int = 5
+    freq_channels: tuple[int, ...] = (16, 32, 64)  # the 2-D (time x mel) branch; () disables it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DiscriminatorConfig":
+        return _from_dict(cls, data, "discriminator config")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The prior's model and adversarial-game settings (optimiser settings: ``training.gan.TrainConfig``)."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    window_frames: int = 128       # what the discriminator sees (~3 s)
+    warmup_steps: int = 3          # latent steps generated before each window and cropped: no zero-state edge
+    feature_matching: float = 1.0  # weight of the batch-mean feature-matching term in G's loss
+    ema_decay: float = 0.999       # the exported generator is this moving average of the trained one
+    eval_windows: int = 2000       # windows per set in the learning-curve FD-mel
+    eval_window_frames: int = 128
+
+    def __post_init__(self) -> None:
+        lf = self.generator.latent_frames
+        if self.window_frames <= 0 or self.window_frames % lf:
+            raise ConfigError(f"window_frames={self.window_frames} must be a positive multiple of "
+                              f"latent_frames={lf}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps={self.warmup_steps} must be >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.eval_windows < 2:
+            raise ConfigError(f"eval_windows={self.eval_windows} must be >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PriorConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"prior config: expected an object, got {type(data).__name__}")
+        data = dict(data)
+        if "generator" in data:
+            data["generator"] = GeneratorConfig.from_dict(data["generator"])
+        if "discriminator" in data:
+            data["discriminator"] = DiscriminatorConfig.from_dict(data["discriminator"])
+        return _from_dict(cls, data, "prior config")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A ``--config`` JSON file: ``{"prior": {...PriorConfig}, "trainer": {...training.gan.TrainConfig}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
+    if not isinstance(data, dict) or set(data) - {"prior", "trainer"}:
+        raise ConfigError(f"{path}: expected an object with keys 'prior' and/or 'trainer'")
+    return data

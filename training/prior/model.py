@@ -1,0 +1,113 @@
+"""The prior's generator: a latent sequence -> normalised log-mel frames.
+
+One latent vector per latent step of ``latent_frames`` frames (16 frames = 0.37 s
+by default). The network is causal end to end (``training.nn.conv`` layers,
+left context carried as explicit state), so it streams one latent step at a
+time and the first frame of a step already hears that step's latent::
+
+    z       (B, latent, S)          one vector per step, N(0, I)
+     | StreamConv1d(kernel 2)        also sees the previous latent: transitions
+     | ResBlock x n                  latent rate
+     | PhaseUpsample x4 + ResBlocks  4 sub-steps per step
+     | PhaseUpsample x4 + ResBlocks  frame rate
+     | StreamConv1d -> tanh
+    mel     (B, n_mels, S * 16)      MelSpec.normalize space, [-1, 1]
+
+A phase upsampler is a transposed convolution with kernel == stride: output
+frames ``t*f .. t*f+f-1`` depend on input ``t`` alone (one learned map per
+phase), so it has no state and no latency; the causal convolutions after it
+supply the context::
+
+    input     |  a  |  b  |
+    output    |a0 a1 a2 a3|b0 b1 b2 b3|
+
+``forward(z)`` is the offline path (zero left context); ``forward(z, state)``
+continues from a ``StreamState``. Both run the same layers, so streaming
+equals offline to float rounding.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from training.nn.conv import (StreamConv1d, StreamConvTranspose1d, StreamingModule, StreamState,
+                              initial_state, stateful_layers)
+from training.prior.config import GeneratorConfig
+
+SLOPE = 0.2
+
+
+class ResBlock(nn.Module):
+    """``x + conv1x1(lrelu(causal_conv_dilated(lrelu(x))))``: ``(batch, C, T) -> (batch, C, T)``."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__()
+        self.dilated = StreamConv1d(channels, channels, kernel_size, dilation=dilation, weight_norm=True)
+        self.pointwise = StreamConv1d(channels, channels, 1, weight_norm=True)
+
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        h = self.dilated(F.leaky_relu(x, SLOPE), state)
+        return x + self.pointwise(F.leaky_relu(h, SLOPE), state)
+
+
+class Generator(nn.Module):
+    """``(batch, latent_size, steps) -> (batch, n_mels, steps * latent_frames)`` in [-1, 1]."""
+
+    def __init__(self, config: GeneratorConfig | None = None):
+        super().__init__()
+        self.config = config = config or GeneratorConfig()
+        self.latent_size = config.latent_size
+        self.latent_frames = config.latent_frames
+        self.input = StreamConv1d(config.latent_size, config.channels[0], config.latent_kernel, weight_norm=True)
+        self.upsamplers = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        for i, dilations in enumerate(config.dilations):
+            if i > 0:
+                u = config.upsample[i - 1]
+                self.upsamplers.append(StreamConvTranspose1d(config.channels[i - 1], config.channels[i], u,
+                                                             kernel_size=u, weight_norm=True))
+            self.stages.append(nn.ModuleList(ResBlock(config.channels[i], config.kernel_size, d)
+                                             for d in dilations))
+        self.output = StreamConv1d(config.channels[-1], config.n_mels, config.kernel_size, weight_norm=True)
+
+    def initial_state(self, batch: int = 1, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """Zero state of every stateful layer: what a fresh stream starts from."""
+        return initial_state(self, batch, device)
+
+    def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:
+        return [layer.state_shape(batch) for layer in stateful_layers(self)]
+
+    def _check(self, z: torch.Tensor) -> None:
+        if z.dim() != 3 or z.shape[1] != self.latent_size:
+            raise ValueError(f"z must be (batch, {self.latent_size}, steps), got {tuple(z.shape)}")
+
+    def first_layer(self, z: torch.Tensor) -> torch.Tensor:
+        """``(batch, latent, S) -> (batch, channels[0], S)``: latent-rate features (GANSpace's layer), offline."""
+        self._check(z)
+        x = self.input(z)
+        for block in self.stages[0]:
+            x = block(x)
+        return x
+
+    def forward(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        """``(batch, latent, steps) -> (batch, n_mels, steps * latent_frames)``; offline when ``state`` is None."""
+        self._check(z)
+        x = self.input(z, state)
+        for i, blocks in enumerate(self.stages):
+            if i > 0:
+                x = self.upsamplers[i - 1](F.leaky_relu(x, SLOPE), state)
+            for block in blocks:
+                x = block(x, state)
+        return torch.tanh(self.output(F.leaky_relu(x, SLOPE), state))
+
+
+def streaming_generator(generator: Generator) -> StreamingModule:
+    """ONNX wrapper: ``(z, state_in_0..n) -> (mel, state_out_0..n)``."""
+    return StreamingModule(generator)
+
+
+def sample_latents(batch: int, latent_size: int, steps: int, rng: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(batch, latent_size, steps)`` independent N(0, I) latents, one per step."""
+    return torch.randn(batch, latent_size, steps, generator=rng, device=device)

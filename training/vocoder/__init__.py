@@ -1,0 +1,1 @@
+"""Neural vocoder training: config, the GAN task, export to a bundle, CLI verbs."""
