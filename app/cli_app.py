@@ -34,13 +34,13 @@ def register(sub) -> None:
     p = sub.add_parser("app", help="open the synth window (knobs, live spectrogram, paint, MIDI, presets)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--bundle", default=None,
-                   help="model bundle folder (default: $MELSYNTH_BUNDLE or models/default)")
-    p.add_argument("--device", default=None, help="audio output device (name substring or index; "
-                   "default: the system default)")
+                   help="model bundle folder; None means $MELSYNTH_BUNDLE or models/default")
+    p.add_argument("--device", default=None, help="audio output device (name substring or index); "
+                   "None means the system default")
     p.add_argument("--blocksize", type=int, default=256, help="audio block size in frames (0 = device's)")
     p.add_argument("--midi-port", default=None,
-                   help="connect from this MIDI output port (name substring; default: melsynth's own "
-                        "virtual input port, which other programs connect to)")
+                   help="connect from this MIDI output port (name substring); None means melsynth's own "
+                        "virtual input port, which other programs connect to")
     p.add_argument("--preset", default=None, help="preset JSON to load at start")
     p.add_argument("--no-play", action="store_true", help="open without starting sound")
     p.add_argument("--screenshot", default=None, metavar="PNG",
@@ -58,6 +58,7 @@ def run_app(args) -> int:
     if args.quit_after is not None and not args.quit_after > 0:
         raise MelsynthError(f"--quit-after must be positive, got {args.quit_after}")
     t0 = process_start_monotonic()
+    t_handler = time.monotonic()
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -80,7 +81,7 @@ def run_app(args) -> int:
     if args.preset:
         window.load_preset_file(args.preset)
     window.show()
-    for line in startup_report(window):
+    for line in startup_report(window, t_handler - t0):
         print(line, flush=True)
 
     result = {"rc": 0}
@@ -103,7 +104,7 @@ def run_app(args) -> int:
     return result["rc"]
 
 
-def startup_report(window) -> list[str]:
+def startup_report(window, handler_s: float | None = None) -> list[str]:
     lines = []
     if window.synth is None:
         lines.append(f"model: none ({window.bundle_error})")
@@ -116,6 +117,9 @@ def startup_report(window) -> list[str]:
         lines.append(f"audio: {st.device}, {st.sample_rate} Hz, block {st.blocksize}")
     lines.append(f"midi: {window.midi.port_label}" if window.midi.available
                  else f"midi: {window.midi.unavailable_reason}")
+    if handler_s is not None:
+        lines.append(f"startup: command parsed {1000 * handler_s:.0f} ms after process start")
+    lines.append(f"startup: window and models ready {1000 * window.ready_s:.0f} ms after process start")
     return lines
 
 

@@ -78,6 +78,7 @@ class Knob(QWidget):
         lay.addWidget(self.readout)
         lay.addWidget(self.binding)
         self._armed = False
+        self._binding_text = ""
         self._update_readout()
         self.dial.valueChanged.connect(self._on_dial)
         self.dial.doubleClicked.connect(self.reset)
@@ -107,10 +108,12 @@ class Knob(QWidget):
     def set_armed(self, armed: bool) -> None:
         self._armed = armed
         self.setStyleSheet("Knob, QLabel { background: #5a3b00; }" if armed else "")
-        self.binding.setText("learning: move a controller" if armed else self.binding.text())
+        self.binding.setText("move a controller\u2026" if armed else self._binding_text)
 
     def set_binding(self, text: str) -> None:
-        self.binding.setText(text)
+        self._binding_text = text
+        if not self._armed:
+            self.binding.setText(text)
 
     def _on_dial(self, _v: int) -> None:
         self._update_readout()

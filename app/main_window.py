@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self._status_timer.timeout.connect(self._status_tick)
         self._status_timer.start(STATUS_INTERVAL_MS)
         self.resize(1280, 800)
+        self.ready_s = time.monotonic() - self.t0  # window and engine built (models loaded)
         if autoplay and self.synth is not None:
             self.play()
         self._status_tick()

@@ -43,7 +43,7 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input", metavar="IN", type=Path, help="audio file (any format, sample rate, channels)")
     p.add_argument("--out", required=True, type=Path, help="output WAV (mono, the bundle's sample rate)")
-    p.add_argument("--bundle", default=None, help="bundle folder (default: $MELSYNTH_BUNDLE or models/default)")
+    p.add_argument("--bundle", default=None, help="bundle folder; when absent, $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--vocoder", default=None, metavar="NAME",
-                   help="vocoder by its bundle.json name (default: the bundle's default)")
+                   help="vocoder by its bundle.json name; when absent, the bundle's default")
     p.set_defaults(func=run_resynth)

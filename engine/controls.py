@@ -164,24 +164,29 @@ def latent_point(controls: Controls, directions: Sequence, latent_size: int,
 class RandomWalk:
     """Seeded unit-spread Ornstein-Uhlenbeck walk in latent space, one step per latent step.
 
-    Deterministic given (seed, the sequence of speeds): ``eps_k`` depends only on
-    ``(seed, k)``, so an offline render replays a streamed session exactly.
+    Deterministic given the seed and the sequence of ``advance``/``reseed`` calls, which a
+    streamed session and its offline replay make at the same latent steps.
     """
 
     def __init__(self, latent_size: int, seed: int = 0):
         self.latent_size = latent_size
-        self.seed = seed
         self.step_index = 0
         self.offset = np.zeros(latent_size, dtype=np.float64)
+        self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
+        """New noise from here on; the walk continues from where it is."""
         self.seed = seed
+        try:
+            s = int(seed) & 0xFFFFFFFFFFFFFFFF
+        except (TypeError, ValueError, OverflowError):
+            s = 0
+        self._rng = np.random.Generator(np.random.PCG64(s))
 
     def advance(self, speed: float) -> np.ndarray:
         if speed > 0:
             keep = 1.0 - speed
-            s = int(self.seed) & 0xFFFFFFFF
-            eps = np.random.default_rng((s, self.step_index)).standard_normal(self.latent_size)
+            eps = self._rng.standard_normal(self.latent_size)
             self.offset = keep * self.offset + math.sqrt(max(0.0, 1.0 - keep * keep)) * eps
         self.step_index += 1
         return self.offset

@@ -287,7 +287,7 @@ def register_eval(group_sub) -> None:
     p = group_sub.add_parser(
         "vocoder", help="score every vocoder of a bundle against Griffin-Lim (MR-STFT, log-mel, speed)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--bundle", default=None, help="bundle folder (default: $MELSYNTH_BUNDLE or models/default)")
+    p.add_argument("--bundle", default=None, help="bundle folder; when absent, $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--audio", nargs="+", metavar="PATH", default=None,
                    help="audio files to score (any format, rate, channels)")
     p.add_argument("--corpus", default=None, help="a built corpus folder (manifest.json) instead of --audio")
@@ -297,7 +297,7 @@ def register_eval(group_sub) -> None:
     p.add_argument("--seconds", type=float, default=DEFAULT_CLIP_SECONDS,
                    help="score at most this many seconds of each clip (0: whole clips)")
     p.add_argument("--vocoder", nargs="+", default=None, metavar="NAME",
-                   help="vocoders to score by their bundle.json name (default: all)")
+                   help="vocoders to score by their bundle.json name; when absent, all")
     p.add_argument("--gl-iterations", type=int, default=GRIFFIN_LIM_ITERATIONS,
                    help="Griffin-Lim iterations of the reference (the ratios' denominator)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report (per clip too) here")

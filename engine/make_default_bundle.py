@@ -3,7 +3,8 @@
     python -m engine.make_default_bundle [--bundle models/default] [--corpus corpus/default]
                                          [--split test] [--max-clips N] [--seconds S] [--no-measure]
 
-Writes the ``classical`` entry (kind, ``PhaseConfig`` params) into
+Writes the ``classical`` entry (kind, params: ``magnitude_iterations`` and the
+``PhaseConfig`` fields, see ``engine.vocoder``) into
 ``bundle.json``, creating the file with the default ``MelSpec`` when absent,
 and leaves every other entry (neural vocoders, the prior, a default that names
 another vocoder) as it is; then scores it on the corpus split with
@@ -18,20 +19,21 @@ from pathlib import Path
 
 from engine.bundle import BUNDLE_FILE, SCHEMA_VERSION, repo_root, write_bundle_json
 from engine.features import MelSpec
-from engine.phase import PhaseConfig
+from engine.vocoder import classical_params
 
 CLASSICAL_NAME = "classical"
 
 
-def classical_entry(config: PhaseConfig = PhaseConfig()) -> dict:
-    return {"kind": "classical", "params": config.to_dict(),
+def classical_entry(params: dict | None = None) -> dict:
+    return {"kind": "classical", "params": params or classical_params(),
             "training": {"trained": False,
-                         "method": "mel pseudo-inverse magnitude + RTISI-LA phase (Griffin-Lim over a "
-                                   "sliding window with look-ahead), numpy"},
+                         "method": "magnitude: mel pseudo-inverse + non-negative least-squares updates; "
+                                   "phase: RTISI-LA (Griffin-Lim over a sliding window with look-ahead) "
+                                   "started by phase-gradient integration; numpy, no network"},
             "figures": {}}
 
 
-def ensure_classical(root: Path, config: PhaseConfig = PhaseConfig()) -> dict:
+def ensure_classical(root: Path, params: dict | None = None) -> dict:
     """Add or refresh the classical vocoder in ``root/bundle.json``; returns the new JSON."""
     path = root / BUNDLE_FILE
     if path.is_file():
@@ -41,7 +43,7 @@ def ensure_classical(root: Path, config: PhaseConfig = PhaseConfig()) -> dict:
                 "default_vocoder": CLASSICAL_NAME, "vocoders": {}}
     vocoders = data.setdefault("vocoders", {})
     old = vocoders.get(CLASSICAL_NAME, {})
-    entry = classical_entry(config)
+    entry = classical_entry(params)
     if old.get("params") == entry["params"]:
         entry["figures"] = old.get("figures", {})  # still valid: same algorithm and settings
     vocoders[CLASSICAL_NAME] = entry
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                       progress=lambda c: print(f"  {c.name}: {c.vocoders[CLASSICAL_NAME]['mr_stft_ratio']:.3f}",
                                                flush=True))
     print(format_table(report))
-    source = {"corpus": str(args.corpus), "split": args.split, "clip_seconds_max": args.seconds or None,
+    corpus = args.corpus.resolve()
+    corpus = corpus.relative_to(repo_root()) if corpus.is_relative_to(repo_root()) else corpus
+    source = {"corpus": str(corpus), "split": args.split, "clip_seconds_max": args.seconds or None,
               "command": "python -m engine.make_default_bundle"}
     write_figures(args.bundle, report, source)
     print(f"figures written into {args.bundle / BUNDLE_FILE}")

@@ -96,7 +96,7 @@ class SynthConfig:
     frames_per_step:  mel frames per producer step (1 = lowest knob latency)
     target_ms:        the producer keeps the ring at least this full ...
     target_blocks:    ... and at least this many device blocks full;
-    target_max_ms:    each underrun raises the target by 2 ms up to this (0 = never adapt)
+    target_max_ms:    each underrun adds 4 ms to the target, up to this much added (0 = never adapt)
     ring_seconds:     ring capacity
     knob_crossfade_frames:   mel crossfade after a knob move (latent source)
     source_crossfade_frames: mel crossfade when the source changes
@@ -108,7 +108,7 @@ class SynthConfig:
     frames_per_step: int = 1
     target_ms: float = 8.0
     target_blocks: int = 1
-    target_max_ms: float = 40.0
+    target_max_ms: float = 32.0
     ring_seconds: float = 0.5
     knob_crossfade_frames: int = 3
     source_crossfade_frames: int = 8
@@ -194,6 +194,8 @@ class Chain:
         self.latent = (LatentSource(prior, bundle.mel, controls, config.knob_crossfade_frames)
                        if prior is not None else SilentSource(bundle.mel))
         self.used = False
+        self.errors = 0  # vocoder calls that raised (answered with silence, vocoder reset)
+        self.last_error: str | None = None
 
     @classmethod
     def build(cls, bundle: ModelBundle, vocoder_name: str | None, controls: Controls, config: SynthConfig,
@@ -201,7 +203,21 @@ class Chain:
         name = vocoder_name or bundle.default_vocoder
         bundle.vocoder(name)  # BundleError naming the bundle if there is no such vocoder
         prior, vocoder = loader(bundle, name)
-        return cls(bundle, name, prior, vocoder, controls, config)
+        chain = cls(bundle, name, prior, vocoder, controls, config)
+        chain.warm_up()
+        return chain
+
+    def warm_up(self) -> None:
+        """Run each model once and reset it, here rather than in the producer's first step.
+
+        First calls pay for lazy set-up (onnxruntime's first run, filterbanks, imports):
+        seconds on a cold start, which would otherwise be a gap at play or at a hot-swap.
+        """
+        self.vocoder.push(np.full((self.bundle.mel.n_mels, 1), self.bundle.mel.log_min, dtype=np.float32))
+        self.vocoder.reset()
+        if self.prior is not None:
+            self.prior.step(np.zeros(self.prior.latent_size, dtype=np.float32))
+            self.prior.reset()
 
     @property
     def directions(self) -> tuple:
@@ -209,8 +225,14 @@ class Chain:
 
     def push(self, mel: np.ndarray) -> np.ndarray:
         """``(n_mels, k) log10 -> (k * hop,)`` float; a vocoder that fails or emits garbage is reset."""
-        audio = np.asarray(self.vocoder.push(mel), dtype=np.float32)
         want = mel.shape[1] * self.bundle.mel.hop_length
+        try:
+            audio = np.asarray(self.vocoder.push(mel), dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 - a model failing once must not end the performance
+            self.errors += 1
+            self.last_error = f"vocoder {self.vocoder_name!r} failed: {exc}"
+            self.vocoder.reset()
+            return np.zeros(want, dtype=np.float32)
         # one reduction catches NaN and inf (and absurd magnitudes, which are garbage too)
         if audio.shape != (want,) or not math.isfinite(float(np.add.reduce(audio, dtype=np.float64))):
             # Non-finite state would poison every later chunk: start the vocoder afresh.
@@ -545,7 +567,6 @@ class Synth:
         self._cpu_load = 0.0
         self._listeners: tuple = ()
         self._listener_errors = 0
-        self._swap_threads: list[threading.Thread] = []
         self._swap_pending = 0
         self._lock = threading.Lock()  # guards play/stop/swap bookkeeping (never the callback)
         self.on_apply: Callable[[Any, int, int], None] | None = None  # bench: (cmd, frame, ring pos)
@@ -691,17 +712,17 @@ class Synth:
     def _target_samples(self, rate: int) -> int:
         out = self._output
         block = max(out.blocksize, out.max_frames) if out is not None else 256
-        ms = self.config.target_ms + self._target_extra_ms
-        return max(int(ms * 1e-3 * rate), self.config.target_blocks * max(block, 1))
+        base = max(int(self.config.target_ms * 1e-3 * rate), self.config.target_blocks * max(block, 1))
+        return base + int(self._target_extra_ms * 1e-3 * rate)
 
     def _adapt_target(self) -> None:
         """After an underrun, keep more audio queued: this machine needs more slack than planned."""
         seen = self.ring.underruns
         if seen > self._underruns_seen:
             self._underruns_seen = seen
-            room = self.config.target_max_ms - self.config.target_ms
+            room = self.config.target_max_ms
             if room > 0:
-                self._target_extra_ms = min(room, self._target_extra_ms + 2.0)
+                self._target_extra_ms = min(room, self._target_extra_ms + 4.0)
 
     def _deliver(self, chunk: np.ndarray, rate: int) -> None:
         done = self.ring.write(chunk)
@@ -820,6 +841,8 @@ class Synth:
         err = self._error
         if out is not None and out.error and not err:
             err = out.error
+        if not err and pipe.chain.last_error:
+            err = pipe.chain.last_error
         latency = (self.ring.fill + pipe.resampler.delay_samples) / rate + (out.latency_s if out else 0.0)
         return SynthStatus(
             playing=self.playing, device=out.name if out is not None else None, sample_rate=rate,

@@ -13,14 +13,18 @@ One interface for every kind in ``bundle.json``::
 
 Kinds:
 
-- ``classical``: magnitude from the mel pseudo-inverse, phase by RTISI-LA
-  (``engine.phase``); params are ``PhaseConfig`` fields. Offline runs the
+- ``classical``: magnitude from the mel pseudo-inverse sharpened by
+  ``magnitude_iterations`` non-negative least-squares updates
+  (``engine.magnitude``), phase by RTISI-LA (``engine.phase``); params are
+  ``magnitude_iterations`` and the ``PhaseConfig`` fields. Offline runs the
   same streaming loop, so the two are bit-identical.
 - ``amplitude_phase``: ONNX graph ``mel -> real, imag`` complex STFT frames;
   the engine's numpy inverse STFT overlap-adds them. With params
   ``refine_iterations > 0`` the network's phase becomes the start phase of
-  that many RTISI-LA iterations per frame (lookahead ``refine_lookahead``)
-  against the network's own magnitude: Deep Griffin-Lim style refinement.
+  that many RTISI-LA iterations per frame (``refine_lookahead`` frames of
+  look-ahead, default 1; ``refine_momentum`` default 0.99) against the
+  network's own magnitude: Deep Griffin-Lim style refinement, a quality/CPU
+  setting. Other params keys are the trainer's and are ignored here.
 - ``melgan``: ONNX graph ``mel -> audio``.
 
 Streaming ONNX graphs carry their state tensors (``GRAPH.state``: zeros at
@@ -44,9 +48,13 @@ from typing import Any
 import numpy as np
 
 from engine.bundle import BundleError, GraphSpec, ModelBundle, VocoderSpec, onnx_session
-from engine.features import FeatureError, MelSpec, mel_to_linear
-from engine.istft import StreamingISTFT
+from engine.features import FeatureError, MelSpec
+from engine.istft import StreamingISTFT, istft
+from engine.magnitude import MelMagnitude
 from engine.phase import PhaseConfig, StreamingPhase
+
+# Non-negative least-squares updates of the classical magnitude (engine.magnitude).
+DEFAULT_MAGNITUDE_ITERATIONS = 3
 
 
 def safe_audio(audio: np.ndarray) -> np.ndarray:
@@ -122,19 +130,17 @@ class ClassicalVocoder(Vocoder):
 
     kind = "classical"
 
-    def __init__(self, spec: MelSpec, config: PhaseConfig = PhaseConfig(), name: str = "classical"):
+    def __init__(self, spec: MelSpec, config: PhaseConfig = PhaseConfig(),
+                 magnitude_iterations: int = DEFAULT_MAGNITUDE_ITERATIONS, name: str = "classical"):
         self.spec = spec
         self.config = config
+        self.magnitude_iterations = magnitude_iterations
         self.name = name
+        # one frame at a time: a frame's magnitude never depends on how the stream was
+        # chunked (BLAS may round a matrix-matrix product unlike a matrix-vector one)
+        self.magnitude = MelMagnitude(spec, magnitude_iterations)
         self.phase = StreamingPhase(spec, config)
         self.latency_samples = self.phase.latency_samples
-
-    def magnitude(self, log_mel: np.ndarray) -> np.ndarray:
-        """``(n_mels, k) -> (n_freqs, k)``, one frame at a time so that a frame's
-        magnitude never depends on how the stream was chunked (BLAS may round a
-        matrix-matrix product differently from a matrix-vector one)."""
-        return np.concatenate([mel_to_linear(self.spec, log_mel[:, i:i + 1]) for i in range(log_mel.shape[1])],
-                              axis=1)
 
     def _push(self, log_mel):
         return self.phase.push(self.magnitude(log_mel))
@@ -146,7 +152,7 @@ class ClassicalVocoder(Vocoder):
         self.phase.reset()
 
     def _fresh(self):
-        return ClassicalVocoder(self.spec, self.config, self.name)
+        return ClassicalVocoder(self.spec, self.config, self.magnitude_iterations, self.name)
 
 
 class _GraphStream:
@@ -311,9 +317,7 @@ class AmplitudePhaseVocoder(_OnnxVocoder):
         if self.refine:
             return Vocoder._offline(self, log_mel)
         real, imag = self._offline_outputs(log_mel, ["real", "imag"])
-        inverse = StreamingPhase(self.spec, self.refine) if self.refine else StreamingISTFT(self.spec)
-        audio = np.concatenate([self._to_audio(inverse, real, imag), inverse.flush()])
-        return audio[inverse.latency_samples:]
+        return istft(self.spec, np.asarray(real[0], np.float64) + 1j * np.asarray(imag[0], np.float64))
 
 
 class MelGANVocoder(_OnnxVocoder):
@@ -341,9 +345,19 @@ class MelGANVocoder(_OnnxVocoder):
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
 
-def classical_config(params: dict[str, Any], where: str = "params") -> PhaseConfig:
-    """``PhaseConfig`` from a classical vocoder's params (defaults for what is absent)."""
-    return PhaseConfig.from_dict(dict(params))
+def classical_params(config: PhaseConfig = PhaseConfig(),
+                     magnitude_iterations: int = DEFAULT_MAGNITUDE_ITERATIONS) -> dict[str, Any]:
+    """A classical vocoder's bundle.json params."""
+    return {"magnitude_iterations": magnitude_iterations, **config.to_dict()}
+
+
+def classical_config(params: dict[str, Any]) -> tuple[PhaseConfig, int]:
+    """``(PhaseConfig, magnitude_iterations)`` from a classical vocoder's params (defaults for what is absent)."""
+    params = dict(params)
+    magnitude_iterations = params.pop("magnitude_iterations", DEFAULT_MAGNITUDE_ITERATIONS)
+    if not isinstance(magnitude_iterations, int) or isinstance(magnitude_iterations, bool) or magnitude_iterations < 0:
+        raise ValueError(f"magnitude_iterations must be an int >= 0, got {magnitude_iterations!r}")
+    return PhaseConfig.from_dict(params), magnitude_iterations
 
 
 def load_vocoder(bundle: ModelBundle, name: str | None = None) -> Vocoder:
@@ -352,10 +366,10 @@ def load_vocoder(bundle: ModelBundle, name: str | None = None) -> Vocoder:
     where = f"vocoders.{vspec.name}"
     if vspec.kind == "classical":
         try:
-            config = classical_config(vspec.params)
+            config, magnitude_iterations = classical_config(vspec.params)
         except (ValueError, TypeError) as exc:
             raise BundleError(bundle.json_path, f"{where}.params", str(exc)) from exc
-        return ClassicalVocoder(bundle.mel, config, name=vspec.name)
+        return ClassicalVocoder(bundle.mel, config, magnitude_iterations, name=vspec.name)
     if vspec.offline is None or vspec.streaming is None:
         raise BundleError(bundle.json_path, where, f"kind {vspec.kind!r} needs offline and streaming graphs")
     if vspec.kind == "amplitude_phase":

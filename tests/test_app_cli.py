@@ -43,10 +43,10 @@ def test_screenshot_without_audio_device_or_midi_backend(tiny_real_bundle, tmp_p
     shot = tmp_path / "app.png"
     # A JACK server name nobody runs: PortAudio's JACK host API and rtmidi's JACK API both find none.
     env = {"JACK_DEFAULT_SERVER": "melsynth-test-no-server", "MELSYNTH_MIDI_APIS": "jack"}
-    out = run_app(["--bundle", str(tiny_real_bundle), "--device", "melsynth-no-such-device",
-                   "--screenshot", str(shot), "--quit-after", "2.5"], tmp_path, env)
+    out = run_app(["--bundle", str(tiny_real_bundle), "--screenshot", str(shot), "--quit-after", "2.5"],
+                  tmp_path, env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "audio: no sound:" in out.stdout and "melsynth-no-such-device" in out.stdout
+    assert "audio: no sound: no audio output device" in out.stdout
     assert "midi: no MIDI backend" in out.stdout
     assert "model: tiny-real / classical" in out.stdout
     assert "start-to-first-sound: none" in out.stdout

@@ -333,3 +333,22 @@ def test_grab_live_and_hot_swap_bundle(playing_window, qtbot, tmp_path):
     assert w.status.model.text().startswith("other-bundle")
     assert w.synth.controls.knobs[0] == 2.0  # knob values survive a swap with the same directions
     w.stop()
+
+
+def test_knob_labels_and_double_click_reset(window_factory, qtbot):
+    from app.knobs import knob_specs
+    from engine.bundle import Direction
+
+    v = np.zeros(4, dtype=np.float32)
+    dirs = [Direction("pc_a", "pca", v, 1.0), Direction("brightness", "named", v, 1.0),
+            Direction("pc_b", "pca", v, 1.0)]
+    assert [s.label for s in knob_specs(dirs)] == ["PC 1", "Brightness", "PC 2"]
+
+    w = window_factory()
+    show_active(qtbot, w)
+    knob = w.knob_bank.knobs["brightness"]
+    knob.set_value(-2.0, emit=True)
+    assert w.synth.controls.knobs[1] == -2.0
+    qtbot.mouseDClick(knob.dial, Qt.LeftButton)
+    assert knob.value == 0.0 and w.synth.controls.knobs[1] == 0.0
+    assert knob.readout.text() == "+0.00\u03c3"

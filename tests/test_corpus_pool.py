@@ -17,6 +17,10 @@ def _work(state, task):
     kind, value = task
     if kind == "sleep":
         time.sleep(value)
+    elif kind == "spin":
+        end = time.monotonic() + value
+        while time.monotonic() < end:
+            pass
     elif kind == "raise":
         raise ValueError(f"bad value {value}")
     elif kind == "die":
@@ -38,13 +42,19 @@ def _run(tasks, **kw):
 
 
 def test_slow_task_times_out_and_the_others_finish():
-    tasks = [("ok", 1), ("sleep", 30), ("ok", 2), ("ok", 3), ("ok", 4)]
+    tasks = [("ok", 1), ("spin", 60), ("ok", 2), ("ok", 3), ("ok", 4)]
     t0 = time.monotonic()
-    messages, failures, done = _run(tasks, jobs=2, timeout_s=1.5)
-    assert time.monotonic() - t0 < 20
-    assert failures == [(("sleep", 30), "timed out after 2 s")]
+    messages, failures, done = _run(tasks, jobs=2, timeout_s=1.0, wall_timeout_s=120)
+    assert time.monotonic() - t0 < 50        # CPU limit, however busy the machine is
+    assert failures == [(("spin", 60), "timed out after 1 s of CPU time")]
     assert sorted(t for t in done) == sorted(t for t in tasks if t[0] == "ok")
     assert sorted(m[0] for _, m in messages) == [1, 2, 3, 4, 10, 20, 30, 40]
+
+
+def test_blocked_task_is_stopped_by_the_wall_clock_limit():
+    messages, failures, done = _run([("sleep", 60), ("ok", 1)], jobs=1, timeout_s=30, wall_timeout_s=1.5)
+    assert failures == [(("sleep", 60), "timed out after 2 s (wall clock)")]
+    assert done == [("ok", 1)]
 
 
 def test_exception_and_crash_are_reported_with_reasons():

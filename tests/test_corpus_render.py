@@ -128,3 +128,24 @@ def test_a_real_chorale_excerpt_becomes_four_parts():
     assert 10 < notes.duration < 120
     assert all(np.all(p[:, 1] > p[:, 0]) for p in notes.parts)
     assert 60 <= notes.parts[0][:, 2].mean() <= 80 and notes.parts[3][:, 2].mean() < 55  # soprano above bass
+
+
+def test_badly_formed_repeats_play_through_once():
+    pytest.importorskip("music21")
+    from music21 import bar, note, repeat, stream
+
+    from training.corpus.scores import score_notes
+
+    part = stream.Part()
+    for i in range(4):
+        m = stream.Measure(number=i + 1)
+        m.append(note.Note(60 + i, quarterLength=4))
+        part.append(m)
+    measures = list(part.getElementsByClass(stream.Measure))
+    measures[3].append(repeat.DalSegnoAlFine())        # D.S. without a segno: music21 cannot expand
+    measures[1].rightBarline = bar.Repeat(direction="end")
+    score = stream.Score()
+    score.insert(0, part)
+    notes = score_notes(score)
+    np.testing.assert_array_equal(notes.parts[0][:, 2], [60, 61, 62, 63])
+    assert notes.duration == pytest.approx(8.0)      # 16 beats at 120 bpm, no repeat

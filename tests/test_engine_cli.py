@@ -16,11 +16,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
+def tiny() -> Path:
     pytest.importorskip("torch")
-    from tests.engine_bundles import tiny_prior_bundle
+    from tests.engine_bundles import shared_tiny_prior_bundle
 
-    return tiny_prior_bundle(tmp_path_factory.mktemp("cli") / "tiny")
+    return shared_tiny_prior_bundle()
 
 
 def test_render_writes_seeded_music_and_a_spectrogram(tiny, tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_render_writes_seeded_music_and_a_spectrogram(tiny, tmp_path, capsys):
     x, sr = sf.read(a, dtype="float32")
     y, _ = sf.read(b, dtype="float32")
     z, _ = sf.read(c, dtype="float32")
-    assert sr == 11025 and x.shape == (int(1.5 * 11025),)
+    assert sr == 11025 and x.shape == (round(1.5 * 11025),)
     assert np.all(np.isfinite(x)) and np.abs(x).max() <= 1.0 and np.abs(x).max() > 1e-3
     np.testing.assert_allclose(x, y, atol=1 / 32767)  # same seed, same music (FLAC is 16-bit)
     assert np.abs(x - z).max() > 1e-3

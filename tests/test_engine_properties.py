@@ -45,13 +45,37 @@ action = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def tiny_onnx():
+    pytest.importorskip("torch")
+    from engine.bundle import load_bundle
+    from tests.engine_bundles import shared_tiny_prior_bundle
+
+    return load_bundle(shared_tiny_prior_bundle())
+
+
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=HEALTH)
 @given(actions=st.lists(action, min_size=1, max_size=12), fps=st.integers(1, 3),
        rate=st.sampled_from([11025, 44100, 48000]))
 def test_pipeline_output_stays_finite_and_bounded(bundle, actions, fps, rate):
-    cfg = SynthConfig(frames_per_step=fps, source_crossfade_frames=3)
-    pipe = Pipeline(bundle, None, cfg, Controls(seed=1), rate, fake_loader())
+    run_actions(Pipeline(bundle, None, SynthConfig(frames_per_step=fps, source_crossfade_frames=3),
+                         Controls(seed=1), rate, fake_loader()), actions)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=HEALTH)
+@given(actions=st.lists(action, min_size=1, max_size=8), fps=st.integers(1, 2))
+def test_onnx_models_stay_finite_and_bounded(tiny_onnx, actions, fps):
+    """The same through the real engine Prior and the amplitude-phase Vocoder (ONNX, random weights)."""
+    from engine.synth import load_models
+
+    run_actions(Pipeline(tiny_onnx, "ap", SynthConfig(frames_per_step=fps), Controls(seed=1), 48000, load_models),
+                actions)
+
+
+def run_actions(pipe, actions):
     controls = pipe.controls
     for kind, arg in actions:
         if kind == "controls":

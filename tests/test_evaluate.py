@@ -106,7 +106,8 @@ def test_write_figures_keeps_everything_else(bundle):
     write_figures(bundle.root, report, {"split": "test"})
     after = json.loads(bundle.json_path.read_text())
     assert after["vocoders"]["classical"]["figures"]["split"] == "test"
-    assert after["vocoders"]["classical"]["figures"]["mr_stft_ratio"] == report["vocoders"]["classical"]["mr_stft_ratio"]
+    figures = after["vocoders"]["classical"]["figures"]
+    assert figures["mr_stft_ratio"] == report["vocoders"]["classical"]["mr_stft_ratio"]
     assert after["vocoders"]["other"]["figures"] == {"keep": 1} and after["extra_field"] == "kept"
 
 

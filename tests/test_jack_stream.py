@@ -69,7 +69,9 @@ def test_five_seconds_through_jack_equal_the_offline_render(tmp_path, jack_outpu
     st = synth.status()
     synth.stop()
     assert st.error is None
-    assert st.underruns == 0 and out.status_flags == 0
+    # our ring never ran dry (out.status_flags counts the JACK server's own xruns, which a loaded
+    # machine can cause in a non-realtime dummy server whatever its clients do)
+    assert st.underruns == 0
     # callback rate: JACK's period of 256 frames at 11025 Hz, ~43 callbacks a second
     assert out.max_frames == 256
     rate = out.callbacks / elapsed
@@ -100,9 +102,9 @@ def test_melsynth_play_json_through_jack(tmp_path, jack_output_factory):
     import sys
     from pathlib import Path
 
-    from tests.engine_bundles import tiny_prior_bundle
+    from tests.engine_bundles import shared_tiny_prior_bundle
 
-    bundle = tiny_prior_bundle(tmp_path / "tiny")
+    bundle = shared_tiny_prior_bundle()
     out = subprocess.run([sys.executable, "-m", "app.cli", "play", "--seconds", "3", "--json", "--hostapi", "JACK",
                           "--bundle", str(bundle)], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parent.parent)

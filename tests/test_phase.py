@@ -128,3 +128,25 @@ def test_shape_errors():
         phase.push(np.zeros((256, 3)))
     with pytest.raises(ValueError, match="phase shape"):
         phase.push(np.zeros((513, 3)), np.zeros((513, 2)))
+
+
+def test_gradient_start_finds_a_partial_between_bins():
+    """The start phase advances the bins under an off-bin partial by the partial's
+    frequency (from the magnitude's slope), not by their bin centres'."""
+    t = np.arange(SPEC.sample_rate) / SPEC.sample_rate
+    f = 40.4 * SPEC.sample_rate / N  # 0.4 bin above bin 40
+    frames = stft(SPEC, 0.3 * np.sin(2 * np.pi * f * t))
+    true_step = np.angle(frames[40, 11] / frames[40, 10])
+    step = StreamingPhase(SPEC)._gradient_step(np.abs(frames[:, 10]))
+    centre = 2 * np.pi * np.arange(SPEC.n_freqs) * HOP / N
+    for k in (40, 41):
+        assert abs(np.angle(np.exp(1j * (step[k] - true_step)))) < 0.05
+        assert abs(np.angle(np.exp(1j * (centre[k] - true_step)))) > 0.6
+
+
+def test_gradient_start_beats_the_other_starts_on_music():
+    x = _tones(1.0, seed=5)
+    mag = np.abs(stft(SPEC, x))
+    errors = {init: _spectral_error(StreamingPhase(SPEC, PhaseConfig(iterations=1, init=init)).offline(mag), mag)
+              for init in ("gradient", "advance", "partial")}
+    assert errors["gradient"] < min(errors["advance"], errors["partial"])

@@ -73,7 +73,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(corpus):
-    return PriorReference(corpus, n_windows=200, window_frames=32, cluster_frames=3000)
+    return PriorReference(corpus, n_windows=200, window_frames=32)
 
 
 def test_reference_floor_below_baselines(reference):

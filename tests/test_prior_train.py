@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from tests.prior_fixtures import make_synthetic_corpus, one_thread, tiny_prior_config
 from training.gan import RunLimits, train
-from training.prior.train import EMAGenerator, PriorTask, crop_windows, default_trainer_config, load_generator
+from training.prior.train import (PriorModule, PriorTask, crop_windows, default_trainer_config, load_generator,
+                                  slim_checkpoint)
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -28,7 +29,7 @@ def test_crop_windows_picks_each_offset():
 
 
 def test_ema_moves_towards_the_weights():
-    g = EMAGenerator(tiny_prior_config().generator, decay=0.5)
+    g = PriorModule(tiny_prior_config(ema_decay=0.5))
     with torch.no_grad():
         for p in g.net.parameters():
             p.add_(1.0)
@@ -42,13 +43,15 @@ def test_ema_moves_towards_the_weights():
 def test_batches_are_normalised_real_windows(corpus):
     task = PriorTask(tiny_prior_config(), corpus)
     batch = next(task.batches(0, 1, 0, 3))
-    assert batch.shape == (3, 256, 32) and batch.dtype == torch.float32
+    # segments: 2 warm-up steps + 32 frames + 1 step of crop slack, 4 frames per step
+    assert batch.shape == (3, 256, 44) == (3, 256, task.segment_frames) and batch.dtype == torch.float32
     assert -1.01 <= float(batch.min()) and float(batch.max()) <= 1.0
 
 
 def test_train_validate_checkpoint_resume(corpus, tmp_path):
     task = PriorTask(tiny_prior_config(), corpus)
-    cfg = default_trainer_config(batch_size=4, validate_steps=3, validate_minutes=60, lr_g=1e-3, lr_d=1e-3)
+    cfg = default_trainer_config(batch_size=4, validate_steps=3, validate_minutes=60, lr_g=1e-3, lr_d=1e-3,
+                                 warmup_steps=2)   # both stages: 2 VAE steps, then adversarial
     run = tmp_path / "run"
     result = train(task, cfg, run, RunLimits(max_steps=3, progress=False))
     assert result.step == 3 and result.stopped_by == "max_steps"
@@ -65,9 +68,31 @@ def test_train_validate_checkpoint_resume(corpus, tmp_path):
     assert result2.step == 5
     generator, info = load_generator(run)
     assert info["step"] >= 3 and generator.latent_size == 8
+    z = torch.randn(1, 8, 3)
     with torch.no_grad():
-        mel = generator(torch.randn(1, 8, 3))
+        mel = generator(z)
     assert mel.shape == (1, 256, 12) and torch.isfinite(mel).all()
+    slim = slim_checkpoint(run, tmp_path / "slim.pt")
+    assert slim.stat().st_size < (run / "best_generator.pt").stat().st_size * 0.7
+    again, slim_info = load_generator(slim)
+    assert slim_info["step"] == info["step"]
+    with torch.no_grad():
+        torch.testing.assert_close(again(z), mel)
+
+
+def test_vae_warm_start_steps_lower_the_reconstruction_loss(corpus):
+    from training.gan import _Trainer  # one step at a time, same code path as train()
+
+    torch.manual_seed(0)
+    task = PriorTask(tiny_prior_config(), corpus)
+    trainer = _Trainer(task, default_trainer_config(batch_size=8, lr_g=2e-3, warmup_steps=100), None,
+                       RunLimits(progress=False))
+    trainer._build(None)
+    data = task.batches(0, 1, 0, 8)
+    logs = [trainer._train_step(next(data)) for _ in range(15)]
+    assert "loss_d" not in logs[0]            # no critic in the warm start
+    l1 = [l["vae_l1"] for l in logs]
+    assert np.mean(l1[-3:]) < 0.7 * np.mean(l1[:3]), l1
 
 
 def test_training_steps_lower_the_critic_loss(corpus):
@@ -76,7 +101,7 @@ def test_training_steps_lower_the_critic_loss(corpus):
 
     torch.manual_seed(0)
     task = PriorTask(tiny_prior_config(), corpus)
-    trainer = _Trainer(task, default_trainer_config(batch_size=8, lr_d=2e-3, lr_g=1e-5), None,
+    trainer = _Trainer(task, default_trainer_config(batch_size=8, lr_d=2e-3, lr_g=1e-5, warmup_steps=0), None,
                        RunLimits(progress=False))
     trainer._build(None)
     data = task.batches(0, 1, 0, 8)
@@ -90,7 +115,7 @@ def test_cli_train_then_export(corpus, tmp_path):
 
     config = tmp_path / "cfg.json"
     prior = tiny_prior_config().to_dict()
-    config.write_text(json.dumps({"prior": prior, "trainer": {"batch_size": 2, "validate_minutes": 60}}))
+    config.write_text(json.dumps({"prior": prior, "trainer": {"batch_size": 2, "validate_minutes": 60, "warmup_steps": 1}}))
     run = tmp_path / "run"
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
                  "--steps", "2", "--no-progress"]) == 0
@@ -98,7 +123,7 @@ def test_cli_train_then_export(corpus, tmp_path):
                  "--no-progress"]) == 0
     bundle = tmp_path / "bundle"
     assert main(["export", "prior", str(run), "--bundle", str(bundle), "--pca", "3", "--pca-latents", "2000",
-                 "--verify", "50"]) == 0
+                 "--regress", "200", "--verify", "50"]) == 0
     b = load_bundle(bundle)
     assert b.prior is not None and b.prior.latent_frames == 4
     assert {d.kind for d in b.prior.directions} == {"named", "pca"}

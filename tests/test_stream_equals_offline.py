@@ -35,10 +35,27 @@ def classical_loader():
     return lambda bundle, name: (FakePrior(bundle.mel), load_vocoder(bundle, name))
 
 
-@pytest.mark.parametrize("frames_per_step,models", [(1, "fake"), (3, "fake"), (1, "classical")])
-def test_streamed_capture_equals_offline_render(tmp_path, frames_per_step, models):
-    bundle = fake_bundle(tmp_path)
-    make_loader = fake_loader if models == "fake" else classical_loader
+@pytest.fixture(scope="module")
+def tiny_onnx_bundle():
+    pytest.importorskip("torch")
+    from engine.bundle import load_bundle
+    from tests.engine_bundles import shared_tiny_prior_bundle
+
+    return load_bundle(shared_tiny_prior_bundle())
+
+
+@pytest.mark.parametrize("frames_per_step,models", [(1, "fake"), (3, "fake"), (1, "classical"), (1, "onnx")])
+def test_streamed_capture_equals_offline_render(tmp_path, request, frames_per_step, models):
+    """``onnx``: the real engine Prior (toy ONNX prior) and Vocoders, hot-swapping classical -> amplitude-phase."""
+    if models == "onnx":
+        from engine.synth import load_models
+
+        bundle = request.getfixturevalue("tiny_onnx_bundle")
+        make_loader, swap_to = (lambda: load_models), "ap"
+    else:
+        bundle = fake_bundle(tmp_path)
+        make_loader = fake_loader if models == "fake" else classical_loader
+        swap_to = "other"
     cfg = SynthConfig(record_events=True, frames_per_step=frames_per_step, target_ms=15)
     start = Controls(seed=11, walk_speed=0.2, walk_spread=0.8, walk_seed=3, gain=0.5)
     total = int(2.5 * RATE)
@@ -61,7 +78,7 @@ def test_streamed_capture_equals_offline_render(tmp_path, frames_per_step, model
             if i == 8:
                 c = c.replace(source="latent", morph=0.5, seed_b=99)
             if i == 10:
-                synth.set_vocoder("other")
+                synth.set_vocoder(swap_to, wait=True)  # loads off the producer thread; music goes on
             if i == 12:
                 c = c.replace(walk_speed=0.9, gain=0.8)
             synth.set_controls(c)
@@ -72,7 +89,7 @@ def test_streamed_capture_equals_offline_render(tmp_path, frames_per_step, model
     assert synth.ring.underruns == 0
     assert len(events) >= 18
     kinds = {type(cmd).__name__ for _, cmd in events}
-    assert {"SetControls", "SetCanvas", "EditCanvas", "SwapChain"} <= kinds
+    assert {"SetControls", "SetCanvas", "EditCanvas", "SwapChain"} <= kinds, synth.status().error
     assert events[-1][0] > events[0][0]  # applied across the session, not all at once
     offline = render_offline(bundle, 0, start, events, config=cfg, sample_rate=RATE, loader=make_loader(),
                              n_samples=total)

@@ -10,7 +10,7 @@ from engine.controls import Controls, latent_point
 from engine.sources import LatentSource
 from engine.synth import (Chain, EditCanvas, Pipeline, SetCanvas, SetControls, SwapChain, Synth, SynthConfig,
                           render_offline)
-from tests.engine_fakes import FakePrior, fake_bundle, fake_loader
+from tests.engine_fakes import FakePrior, FakeVocoder, fake_bundle, fake_loader
 
 HOP = 256
 
@@ -70,13 +70,13 @@ def test_knob_move_is_heard_at_the_next_frame_without_a_jump(bundle):
 
 
 @pytest.fixture(scope="module")
-def real_prior(tmp_path_factory):
+def real_prior():
     pytest.importorskip("torch")
     from engine.bundle import load_bundle
     from engine.prior import load_prior
-    from tests.engine_bundles import tiny_prior_bundle
+    from tests.engine_bundles import shared_tiny_prior_bundle
 
-    bundle = load_bundle(tiny_prior_bundle(tmp_path_factory.mktemp("real") / "tiny"))
+    bundle = load_bundle(shared_tiny_prior_bundle())
     return bundle, lambda: load_prior(bundle)
 
 
@@ -294,3 +294,22 @@ def test_a_failing_listener_is_reported_and_the_music_goes_on(bundle):
     synth.stop()
     assert st.listener_errors > 0 and "disk full" in st.error
     assert out.callbacks >= 50  # the producer kept going
+
+
+def test_a_vocoder_that_raises_is_reset_and_answered_with_silence(bundle):
+    class Flaky(FakeVocoder):
+        def push(self, log_mel):
+            if self.pushes == 7:
+                self.pushes += 1
+                raise RuntimeError("onnxruntime: bad allocation")
+            return super().push(log_mel)
+
+    loader = lambda b, name: (FakePrior(b.mel), Flaky(b.mel))  # noqa: E731
+    synth = Synth(bundle, controls=Controls(seed=2), loader=loader, device_rate=11025)
+    pipe = synth._pipeline
+    chunks = [pipe.step() for _ in range(12)]
+    assert pipe.chain.errors == 1 and "bad allocation" in synth.status().error
+    rms = np.array([np.sqrt(np.mean(c ** 2)) for c in chunks])
+    failed = int(np.argmin(rms))
+    assert 3 <= failed <= 8 and rms[failed] < 0.1 * np.median(rms)  # the failed frame is (nearly) silent ...
+    assert rms[failed + 1:].min() > 0.3 * np.median(rms)  # ... and the music goes on

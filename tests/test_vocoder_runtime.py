@@ -9,6 +9,7 @@ import pytest
 from engine.bundle import BundleError, load_bundle
 from engine.features import FeatureError, MelSpec, log_mel
 from engine.phase import PhaseConfig
+from engine.magnitude import MelMagnitude
 from engine.vocoder import ClassicalVocoder, load_vocoder
 from tests.vocoder_fixtures import ap_entry, melgan_entry, write_bundle
 
@@ -65,9 +66,10 @@ def onnx_bundle(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- classical
-@pytest.mark.parametrize("config", [PhaseConfig(), PhaseConfig(iterations=2, lookahead=0, init="partial")])
-def test_classical_streaming_equals_offline_exactly(mel, config):
-    voc = ClassicalVocoder(SPEC, config)
+@pytest.mark.parametrize("config,magnitude_iterations", [(PhaseConfig(), 3),
+                                                         (PhaseConfig(iterations=2, lookahead=0, init="partial"), 0)])
+def test_classical_streaming_equals_offline_exactly(mel, config, magnitude_iterations):
+    voc = ClassicalVocoder(SPEC, config, magnitude_iterations)
     offline = voc.offline(mel)
     assert offline.shape == (mel.shape[1] * SPEC.hop_length,) and offline.dtype == np.float32
     for seed in (0, 1):
@@ -84,6 +86,28 @@ def test_classical_resynthesis_keeps_the_notes(mel):
     err = np.mean(np.abs(log_mel(SPEC, out) - mel))
     noise = np.random.default_rng(0).standard_normal(audio.size).astype(np.float32) * np.std(audio)
     assert err < 0.25 < np.mean(np.abs(log_mel(SPEC, noise) - mel))
+
+
+def test_magnitude_updates_fit_the_mel_better_than_the_pseudo_inverse(mel):
+    from engine.features import mel_filterbank, mel_to_linear
+
+    basis = mel_filterbank(SPEC)
+    target = np.power(10.0, mel)
+    pinv = mel_to_linear(SPEC, mel)
+    np.testing.assert_allclose(MelMagnitude(SPEC, 0)(mel), pinv, rtol=1e-4, atol=1e-6)
+    errors = []
+    for iterations in (0, 3, 10):
+        mag = MelMagnitude(SPEC, iterations)(mel)
+        assert mag.shape == pinv.shape and mag.min() >= 0.0
+        errors.append(np.sum((basis @ mag - target) ** 2))
+    assert errors[0] > errors[1] > errors[2]
+    # and it lands closer to the true magnitude of the audio
+    from engine.features import stft
+
+    true = np.abs(stft(SPEC, _music()))
+    dist = [np.mean(np.abs(np.log10(np.maximum(m, 1e-5)) - np.log10(np.maximum(true, 1e-5))))
+            for m in (pinv, MelMagnitude(SPEC, 3)(mel))]
+    assert dist[1] < dist[0]
 
 
 def test_offline_does_not_disturb_a_running_stream(mel):
@@ -171,12 +195,15 @@ def test_refinement_moves_towards_a_consistent_spectrogram(onnx_bundle, mel):
 # --------------------------------------------------------------------------- loading
 def test_load_vocoder_errors_name_the_field(tmp_path):
     root = write_bundle(tmp_path / "b", {"classical": {"kind": "classical", "params": {"iterations": -1}},
-                                         "ok": {"kind": "classical", "params": {"bogus": 1}}})
+                                         "ok": {"kind": "classical", "params": {"bogus": 1}},
+                                         "mag": {"kind": "classical", "params": {"magnitude_iterations": 1.5}}})
     bundle = load_bundle(root)
     with pytest.raises(BundleError, match=r"vocoders\.classical\.params.*iterations"):
         load_vocoder(bundle)
     with pytest.raises(BundleError, match=r"vocoders\.ok\.params.*bogus"):
         load_vocoder(bundle, "ok")
+    with pytest.raises(BundleError, match=r"vocoders\.mag\.params.*magnitude_iterations"):
+        load_vocoder(bundle, "mag")
     with pytest.raises(BundleError, match="no vocoder named 'nope'"):
         load_vocoder(bundle, "nope")
 

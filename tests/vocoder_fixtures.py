@@ -71,7 +71,8 @@ def _export(root: Path, stem: str, spec: MelSpec, offline, streaming, outputs: l
     state_shape = (1, spec.n_mels, CONTEXT)
     off_err = export_onnx(wrap(offline), [torch.randn(1, spec.n_mels, 5) - 2], root / f"{stem}.onnx",
                           ["mel"], outputs, dyn)
-    st_err = export_onnx(wrap(streaming, state=True), [torch.randn(1, spec.n_mels, steps) - 2, torch.zeros(state_shape)],
+    st_err = export_onnx(wrap(streaming, state=True),
+                         [torch.randn(1, spec.n_mels, steps) - 2, torch.zeros(state_shape)],
                          root / f"{stem}_stream.onnx", ["mel", "state_in_0"], outputs + ["state_out_0"], dyn)
     assert off_err < 1e-4 and st_err < 1e-4
     ins = [TensorSpec("mel", (1, spec.n_mels, "frames"))]

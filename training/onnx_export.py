@@ -22,6 +22,10 @@ def remove_weight_norm(module: torch.nn.Module) -> torch.nn.Module:
     for m in module.modules():
         parametrizations = getattr(m, "parametrizations", None)
         if parametrizations is not None:
+            # deepcopy shares the dynamically made Parametrized<Layer> class with the original, and
+            # removal deletes the property from that class (breaking the original): copy the class first.
+            cls = type(m)
+            m.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             for name in list(parametrizations.keys()):
                 torch.nn.utils.parametrize.remove_parametrizations(m, name, leave_parametrized=True)
         if hasattr(m, "weight_g") and hasattr(m, "weight_v"):  # legacy torch.nn.utils.weight_norm

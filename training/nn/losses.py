@@ -25,7 +25,7 @@ def anti_wrap(x: torch.Tensor) -> torch.Tensor:
     return torch.abs(x - 2.0 * math.pi * torch.round(x / (2.0 * math.pi)))
 
 
-def amplitude_weights(amplitude: torch.Tensor, power: float = 0.5) -> torch.Tensor:
+def amplitude_weights(amplitude: torch.Tensor, power: float = 1.0) -> torch.Tensor:
     """``(batch, freqs, frames)`` weights ``(A / max A)^power`` per item; the phase losses' mask."""
     peak = amplitude.flatten(1).amax(dim=1).clamp(min=1e-8)[:, None, None]
     return (amplitude / peak).pow(power)

@@ -34,11 +34,6 @@ def _train_prior(args: argparse.Namespace) -> int:
         data = load_config_file(args.config) if args.config else {}
         prior = PriorConfig.from_dict(data.get("prior", {}))
         trainer = default_trainer_config(**data.get("trainer", {}))
-        if trainer.warmup_steps != 0:
-            from app.cli import MelsynthError
-
-            raise MelsynthError(f"{args.config}: trainer.warmup_steps must be 0 for the prior "
-                                "(there is no reconstruction target to warm up on)")
         spec = MelSpec()
     task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle)
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
@@ -63,7 +58,7 @@ def register_train(group_sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--vocoder-bundle", default=None,
-                   help="bundle whose vocoder renders TensorBoard audio (default: $MELSYNTH_BUNDLE or models/default)")
+                   help="bundle whose vocoder renders TensorBoard audio; unset: $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (background runs)")
     p.set_defaults(func=_train_prior)
 
@@ -86,7 +81,8 @@ def _export_prior(args: argparse.Namespace) -> int:
     directions: list[dict] = []
     if not args.no_directions:
         directions, figures["directions"] = compute_directions(
-            generator, spec, n_pca_latents=args.pca_latents, n_pca=args.pca, n_verify=args.verify)
+            generator, spec, n_pca_latents=args.pca_latents, n_pca=args.pca, n_regress=args.regress,
+            n_verify=args.verify)
     if args.corpus:
         from training.prior.evaluate import PriorReference, format_report, generate_windows
         from training.prior.train import torch_sample_fn
@@ -116,6 +112,7 @@ def register_export(group_sub) -> None:
     p.add_argument("--no-directions", action="store_true", help="skip the knobs (PCA + named directions)")
     p.add_argument("--pca", type=int, default=12, help="number of GANSpace (PCA) directions")
     p.add_argument("--pca-latents", type=int, default=100_000, help="latents sampled for the PCA")
+    p.add_argument("--regress", type=int, default=4000, help="latent sequences regressed per named direction")
     p.add_argument("--verify", type=int, default=1000, help="random starting points per named-direction check")
     p.add_argument("--raw-weights", action="store_true", help="export the trained weights, not their moving average")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")

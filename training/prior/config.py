@@ -108,6 +108,11 @@ class PriorConfig:
     warmup_steps: int = 3          # latent steps generated before each window and cropped: no zero-state edge
     feature_matching: float = 1.0  # weight of the batch-mean feature-matching term in G's loss
     ema_decay: float = 0.999       # the exported generator is this moving average of the trained one
+    # VAE warm start (training.prior.encoder); its length is the trainer's warmup_steps.
+    encoder_channels: int = 256
+    kl_weight: float = 0.05        # on the KL per latent dimension (nats), against the mean L1 of normalised mel
+    vae_weight: float = 1.0        # weight of the VAE loss kept during the adversarial stage (0: pure GAN)
+    vae_batch_fraction: float = 0.25  # share of the batch reconstructed during the adversarial stage
     eval_windows: int = 2000       # windows per set in the learning-curve FD-mel
     eval_window_frames: int = 128
 
@@ -120,6 +125,9 @@ class PriorConfig:
             raise ConfigError(f"warmup_steps={self.warmup_steps} must be >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.kl_weight < 0 or self.vae_weight < 0 or not 0.0 < self.vae_batch_fraction <= 1.0:
+            raise ConfigError(f"need kl_weight >= 0, vae_weight >= 0, 0 < vae_batch_fraction <= 1 "
+                              f"(got {self.kl_weight}, {self.vae_weight}, {self.vae_batch_fraction})")
         if self.eval_windows < 2:
             raise ConfigError(f"eval_windows={self.eval_windows} must be >= 2")
 

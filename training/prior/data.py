@@ -65,11 +65,6 @@ class SplitMels:
             out[rows] = np.asarray(self.mels[f][:, offsets[rows]]).T
         return out
 
-    def load_into_memory(self) -> "SplitMels":
-        """Copy the memory-mapped arrays into RAM (training reads them at random)."""
-        self.mels = [np.ascontiguousarray(m, dtype=np.float32) for m in self.mels]
-        return self
-
 
 def load_split(corpus_dir: str | os.PathLike, split: str, spec: MelSpec | None = None,
                min_frames: int = 1) -> SplitMels:
@@ -81,7 +76,10 @@ def load_split(corpus_dir: str | os.PathLike, split: str, spec: MelSpec | None =
     corpus_dir = Path(corpus_dir)
     manifest = read_manifest(corpus_dir)
     entries = manifest.split_files(split)
-    cache.ensure_cache(corpus_dir, spec, entries, progress=False)
+    missing = [e for e in entries if not cache.entry_is_valid(cache.entry_path(corpus_dir, spec, e.sha256), spec,
+                                                              e.samples)]
+    if missing:  # (ensure_cache needs soundfile; a complete cache does not)
+        cache.ensure_cache(corpus_dir, spec, missing, progress=len(missing) > 20)
     mels, paths = [], []
     for entry in entries:
         path = cache.entry_path(corpus_dir, spec, entry.sha256)

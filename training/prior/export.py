@@ -54,6 +54,32 @@ def _streaming_parity(offline_path: Path, streaming_path: Path, latent_size: int
     return float(np.max(np.abs(np.concatenate(outs, axis=2) - reference)))
 
 
+def _declare_static_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Write the fixed shapes of the state outputs into the ONNX file.
+
+    A state output is a slice ``x[..., T - context:]`` of a tensor whose length
+    depends on the dynamic step count, so the exporter leaves its last dimension
+    symbolic although it is always ``context``; the bundle declares (and the
+    engine preallocates) the exact shape.
+    """
+    import onnx
+
+    from engine.atomic import atomic_write_bytes
+
+    model = onnx.load(str(path))
+    for output in model.graph.output:
+        if output.name in shapes:
+            dims = output.type.tensor_type.shape.dim
+            want = shapes[output.name]
+            if len(dims) != len(want):
+                raise ExportError(f"{path}: output {output.name} has rank {len(dims)}, state shape is {want}")
+            for d, n in zip(dims, want):
+                d.Clear()
+                d.dim_value = int(n)
+    onnx.checker.check_model(model)
+    atomic_write_bytes(path, model.SerializeToString())
+
+
 def export_graphs(generator: Generator, bundle_dir: str | Path) -> dict[str, Any]:
     """Write both ONNX graphs into ``bundle_dir``; returns the bundle's graph entries and parity figures."""
     bundle_dir = Path(bundle_dir)
@@ -72,6 +98,7 @@ def export_graphs(generator: Generator, bundle_dir: str | Path) -> dict[str, Any
     streaming_path = bundle_dir / STREAMING_FILE
     err_streaming = export_onnx(streaming_generator(generator), [torch.randn(1, L, 2), *states], streaming_path,
                                 ["z", *names_in], ["mel", *names_out], {"z": {2: "steps"}, "mel": {2: "frames"}})
+    _declare_static_shapes(streaming_path, dict(zip(names_out, shapes)))
     err_stream_vs_offline = _streaming_parity(offline_path, streaming_path, L, shapes)
     for label, err in (("offline torch/onnx", err_offline), ("streaming torch/onnx", err_streaming),
                        ("streaming/offline onnx", err_stream_vs_offline)):

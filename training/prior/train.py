@@ -1,22 +1,31 @@
-"""Training the prior with the one GAN trainer (``training.gan``).
+"""Training the prior with the one GAN trainer (``training.gan``), in two stages.
 
-The game (see ``discriminator`` and ``losses``): windows of ``window_frames``
-real frames against generated ones, hinge loss, spectral norm in the critic,
-plus feature matching for the generator. Each generated window is cut out of
-a longer sequence of independent latents, after ``warmup_steps`` latent steps
-and at a random frame offset::
+1. VAE warm start (the trainer's ``warmup_steps``, no critic): a training-only
+   ``Encoder`` maps each real segment to a posterior over its latent sequence;
+   the generator decodes a sample of it; loss = L1 of the normalised mel +
+   ``kl_weight`` * KL to N(0, I). A dense signal that shapes the latent space
+   like the prior the generator will be sampled from (RAVE's recipe).
+2. Adversarial: windows decoded from N(0, I) latents against real windows,
+   hinge loss, spectral norm in the critic (``discriminator``, ``losses``),
+   feature matching; the VAE loss stays on a fraction of the batch
+   (``vae_weight``, ``vae_batch_fraction``) so the generator keeps decoding
+   real music while the critic sharpens it.
+
+Each generated window is cut out of a longer sequence of independent latents,
+after ``warmup_steps`` latent steps and at a random frame offset::
 
     latents   | z0 | z1 | z2 | z3 | z4 | ... | z11 | z12 |
     frames    |<- warm-up ->|~|<-------- window -------->|
                              random offset in [0, latent_frames)
 
 so the critic never sees the zero-state start of a stream nor the latent
-grid, and the generator learns transitions that can run forever.
+grid, and the generator learns transitions that can run forever. Real
+segments have the same length; the critic sees a random window of each.
 
-The trained module is ``EMAGenerator``: the generator and its exponential
-moving average in one ``nn.Module`` (the trainer checkpoints both with no
-special support; the average has no gradient, so the optimiser skips it).
-Validation, the best checkpoint and export use the average.
+The trained module is ``PriorModule``: the generator, its exponential moving
+average and the encoder in one ``nn.Module`` (the trainer checkpoints all
+three with no special support; the average has no gradient, so the optimiser
+skips it). Validation, the best checkpoint and export use the average.
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ from engine.features import MelSpec
 from training.gan import GANTask, LossOutput, TrainConfig, Validation, unwrap
 from training.prior.config import PriorConfig
 from training.prior.discriminator import Discriminator
+from training.prior.encoder import Encoder, kl_to_standard_normal, reparameterise
 from training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss)
 from training.prior.model import Generator
 
@@ -40,21 +50,24 @@ TASK_NAME = "prior"
 
 
 def default_trainer_config(**overrides: Any) -> TrainConfig:
-    """Optimiser settings of the prior: TTUR learning rates, Adam(0.5, 0.9), adversarial from step 0."""
-    base = dict(batch_size=16, lr_g=1e-4, lr_d=2e-4, betas=(0.5, 0.9), warmup_steps=0,
+    """Optimiser settings of the prior: TTUR learning rates, Adam(0.5, 0.9), 1,500 VAE steps first."""
+    base = dict(batch_size=16, lr_g=1e-4, lr_d=2e-4, betas=(0.5, 0.9), warmup_steps=1500,
                 validate_minutes=20.0, checkpoint_minutes=5.0, log_every=50)
     base.update(overrides)
     return TrainConfig(**base)
 
 
-class EMAGenerator(nn.Module):
-    """``forward`` = the trained generator; ``ema`` = its moving average (``(batch, latent, S) -> mel``)."""
+class PriorModule(nn.Module):
+    """``forward`` = the trained generator ``(batch, latent, S) -> mel``; ``ema`` its moving average;
+    ``encoder`` the training-only VAE encoder."""
 
-    def __init__(self, config, decay: float):
+    def __init__(self, config: PriorConfig):
         super().__init__()
-        self.net = Generator(config)
+        g = config.generator
+        self.net = Generator(g)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.decay = decay
+        self.encoder = Encoder(g.n_mels, g.latent_size, g.latent_frames, config.encoder_channels)
+        self.decay = config.ema_decay
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -89,12 +102,22 @@ class PriorTask(GANTask):
         self._reference = None
         self._vocoder = None
 
+    @property
+    def segment_steps(self) -> int:
+        """Latent steps per training segment: warm-up, the window, one step of crop slack."""
+        cfg = self.config
+        return cfg.warmup_steps + cfg.window_frames // cfg.generator.latent_frames + 1
+
+    @property
+    def segment_frames(self) -> int:
+        return self.segment_steps * self.config.generator.latent_frames
+
     # ----------------------------------------------------------------- networks
     def config_dict(self) -> dict[str, Any]:
         return {"prior": self.config.to_dict(), "mel": self.spec.to_dict()}
 
     def build_generator(self) -> nn.Module:
-        return EMAGenerator(self.config.generator, self.config.ema_decay)
+        return PriorModule(self.config)
 
     def build_discriminator(self) -> nn.Module:
         return Discriminator(self.config.generator.n_mels, self.config.discriminator)
@@ -104,51 +127,72 @@ class PriorTask(GANTask):
         if self._train is None:
             from training.prior.data import load_split
 
-            self._train = load_split(self.corpus_dir, "train", self.spec,
-                                     min_frames=self.config.window_frames).load_into_memory()
+            # Memory-mapped: a full corpus's mel is several GB; the page cache keeps what is hot.
+            self._train = load_split(self.corpus_dir, "train", self.spec, min_frames=self.segment_frames)
         return self._train
 
     def batches(self, rank: int, world_size: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
-        """Endless ``(batch, n_mels, window_frames)`` normalised real windows, a fresh draw each step."""
+        """Endless ``(batch, n_mels, segment_frames)`` normalised real segments, a fresh draw each step."""
         split = self.train_split()
         rng = np.random.default_rng([seed, rank, world_size])
         while True:
-            windows = split.sample_windows(batch_size, self.config.window_frames, rng)
-            yield torch.from_numpy(self.spec.normalize(windows).astype(np.float32))
+            segments = split.sample_windows(batch_size, self.segment_frames, rng)
+            yield torch.from_numpy(self.spec.normalize(segments).astype(np.float32))
 
     # ----------------------------------------------------------------- losses
-    def generate(self, generator: nn.Module, batch: int, device: torch.device) -> torch.Tensor:
-        """``(batch, n_mels, window_frames)`` generated windows (see the module diagram)."""
+    def random_windows(self, mel: torch.Tensor, warmup: bool) -> torch.Tensor:
+        """A random ``window_frames`` crop of each segment (after the warm-up steps when ``warmup``)."""
         cfg = self.config
         lf = cfg.generator.latent_frames
-        steps = cfg.warmup_steps + cfg.window_frames // lf + 1
-        z = torch.randn(batch, cfg.generator.latent_size, steps, device=device)
-        mel = generator(z)
-        offsets = torch.randint(0, lf, (batch,), device=device)
-        return crop_windows(mel, cfg.window_frames, cfg.warmup_steps * lf, offsets)
+        start = cfg.warmup_steps * lf if warmup else 0
+        slack = mel.shape[2] - start - cfg.window_frames
+        offsets = torch.randint(0, slack + 1, (mel.shape[0],), device=mel.device)
+        return crop_windows(mel, cfg.window_frames, start, offsets)
+
+    def generate(self, generator: nn.Module, batch: int, device: torch.device) -> torch.Tensor:
+        """``(batch, n_mels, window_frames)`` windows decoded from N(0, I) latents (see the module diagram)."""
+        cfg = self.config
+        z = torch.randn(batch, cfg.generator.latent_size, self.segment_steps, device=device)
+        return self.random_windows(generator(z), warmup=True)
+
+    def vae_loss(self, module: PriorModule, generator: nn.Module, segments: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        """L1 reconstruction of normalised mel + kl_weight * KL; ``generator`` may be the DDP-wrapped one."""
+        mean, log_var = module.encoder(segments)
+        recon = generator(reparameterise(mean, log_var))
+        l1 = (recon - segments).abs().mean()
+        kl = kl_to_standard_normal(mean, log_var)
+        return l1 + self.config.kl_weight * kl, {"vae_l1": float(l1.detach()), "vae_kl": float(kl.detach())}
 
     def generator_loss(self, generator, discriminator, batch, adversarial) -> LossOutput:
-        bare = unwrap(generator)
-        if isinstance(bare, EMAGenerator):
-            bare.update_ema()
+        module = unwrap(generator)
+        module.update_ema()
+        cfg = self.config
+        if not adversarial:
+            loss, logs = self.vae_loss(module, generator, batch)
+            return LossOutput(loss, logs, None)
         fake = self.generate(generator, batch.shape[0], batch.device)
-        if discriminator is None:  # no reconstruction target exists for an unconditional prior
-            raise RuntimeError("the prior trains adversarially from step 0: set trainer warmup_steps=0")
         fake_logits, fake_features = discriminator(fake)
         loss_adv = generator_hinge_loss(fake_logits)
         logs = {"g_adv": float(loss_adv.detach())}
         loss = loss_adv
-        if self.config.feature_matching > 0:
+        if cfg.feature_matching > 0:
             with torch.no_grad():
-                _, real_features = discriminator(batch)
+                _, real_features = discriminator(self.random_windows(batch, warmup=True))
             loss_fm = feature_matching_loss(real_features, fake_features)
-            loss = loss + self.config.feature_matching * loss_fm
+            loss = loss + cfg.feature_matching * loss_fm
             logs["g_fm"] = float(loss_fm.detach())
+        if cfg.vae_weight > 0:
+            n = max(1, int(round(batch.shape[0] * cfg.vae_batch_fraction)))
+            loss_vae, vae_logs = self.vae_loss(module, generator, batch[:n])
+            loss = loss + cfg.vae_weight * loss_vae
+            logs.update(vae_logs)
         return LossOutput(loss, logs, fake.detach())
 
     def discriminator_loss(self, discriminator, batch, fake) -> LossOutput:
-        n = batch.shape[0]
-        logits, _ = discriminator(torch.cat([batch, fake], dim=0))
+        n = fake.shape[0]
+        real = self.random_windows(batch, warmup=True)
+        logits, _ = discriminator(torch.cat([real, fake], dim=0))
         real_logits = [l[:n] for l in logits]
         fake_logits = [l[n:] for l in logits]
         loss = critic_hinge_loss(real_logits, fake_logits)
@@ -168,7 +212,7 @@ class PriorTask(GANTask):
     def validate(self, generator: nn.Module, device: torch.device) -> Validation:
         from training.prior.evaluate import generate_windows, mel_grid_image
 
-        g = generator.ema if isinstance(generator, EMAGenerator) else generator
+        g = generator.ema if isinstance(generator, PriorModule) else generator
         reference = self.reference()
         windows = generate_windows(torch_sample_fn(g, device), g.latent_size, g.latent_frames,
                                    self.config.eval_windows, self.config.eval_window_frames,
@@ -228,10 +272,35 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location: str = "
     if state.get("task_name") != TASK_NAME:
         raise TrainError(f"{path}: a {state.get('task_name')!r} checkpoint, not a prior")
     config = PriorConfig.from_dict(state["task"]["prior"])
-    module = EMAGenerator(config.generator, config.ema_decay)
-    module.load_state_dict(state["generator"])
-    generator = module.ema if use_ema else module.net
+    if "ema_generator" in state:  # a slim checkpoint (slim_checkpoint): the average alone
+        if not use_ema:
+            raise TrainError(f"{path}: a slim checkpoint holds only the averaged weights")
+        generator = Generator(config.generator)
+        generator.load_state_dict(state["ema_generator"])
+    else:
+        module = PriorModule(config)
+        module.load_state_dict(state["generator"])
+        generator = module.ema if use_ema else module.net
     generator.eval()
     info = {"source": str(path), "step": int(state.get("step", -1)), "task": state["task"],
             "metric": state.get("metric"), "value": state.get("value")}
     return generator, info
+
+
+def slim_checkpoint(run_dir: str | Path, out_file: str | Path) -> Path:
+    """The best (else latest) checkpoint's averaged generator alone, for shipping a run elsewhere.
+
+    A third of ``best_generator.pt`` (no raw weights) and a tenth of ``checkpoint.pt``
+    (no critic, no optimiser state); ``load_generator`` and ``melsynth export prior`` read it.
+    """
+    from training.gan import BEST, CHECKPOINT, load_checkpoint, save_torch_atomic
+
+    run_dir = Path(run_dir)
+    source = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / CHECKPOINT
+    state = load_checkpoint(source)
+    module = PriorModule(PriorConfig.from_dict(state["task"]["prior"]))
+    module.load_state_dict(state["generator"])
+    save_torch_atomic(out_file, {"task_name": state["task_name"], "task": state["task"], "step": state["step"],
+                                 "metric": state.get("metric"), "value": state.get("value", state.get("best_value")),
+                                 "source": str(source), "ema_generator": module.ema.state_dict()})
+    return Path(out_file)

@@ -25,6 +25,8 @@ def register_train(group_sub) -> None:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
     p.add_argument("--batch-size", type=int, default=None, help="per-process batch size (overrides the config)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data loader worker processes (0 = load in the training process; use 4-8 on a GPU)")
     p.add_argument("--init", type=Path, default=None,
                    help="start the generator from weights (a bundle's train/vocoder_NAME.pt or a run's "
                         "best_generator.pt) to fine-tune")
@@ -78,7 +80,7 @@ def _train(args) -> int:
         clips = validation_clips(args.corpus, task_cfg.mel, task_cfg.val_clips, task_cfg.val_seconds) \
             if rank == 0 and task_cfg.val_clips > 0 else []
         task = VocoderTask(task_cfg, source, clips, reference_cache=args.run / "val_reference.npz",
-                           use_discriminator=not args.no_discriminator)
+                           use_discriminator=not args.no_discriminator, loader_workers=args.workers)
         if args.init is not None:
             task = _with_init(task, args.init)
         result = train(task, trainer_cfg, args.run, RunLimits(

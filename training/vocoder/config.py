@@ -35,6 +35,7 @@ class LossWeights:
     log_amplitude: float = 1.0     # ap: natural-log amplitude L1 on the STFT frames
     instantaneous_frequency: float = 1.0   # ap: anti-wrapping, amplitude-weighted
     group_delay: float = 1.0               # ap: anti-wrapping, amplitude-weighted
+    phase_weight_power: float = 1.0        # ap: phase-loss weight of a bin = (A / max A) ** power
     consistency: float = 0.5       # ap: |S - STFT(iSTFT(S))| / |S|
     adversarial: float = 1.0
     feature_matching: float = 10.0  # MelGAN's weight

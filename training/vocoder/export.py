@@ -156,6 +156,10 @@ def export_graphs(config: VocoderConfig, generator: torch.nn.Module, out_dir: Pa
     out_specs = ([TensorSpec(o, (1, spec.n_freqs, frames_sym)) for o in outputs] if config.arch == "ap"
                  else [TensorSpec("audio", (1, "samples"))])
     mel_spec = TensorSpec("mel", (1, spec.n_mels, frames_sym))
+    declared = {t.name: t.shape for t in [mel_spec, *out_specs]}
+    declare_shapes(offline_path, declared)
+    declare_shapes(stream_path, {**declared, **{n: s for n, s in zip(state_in, shapes)},
+                                 **{n: s for n, s in zip(state_out, shapes)}})
     return {
         "offline_path": offline_path, "stream_path": stream_path,
         "inputs": [mel_spec], "outputs": out_specs,
@@ -164,6 +168,32 @@ def export_graphs(config: VocoderConfig, generator: torch.nn.Module, out_dir: Pa
         "state_out_tensors": [TensorSpec(o, s) for o, s in zip(state_out, shapes)],
         "figures": figures,
     }
+
+
+def declare_shapes(path: Path, shapes: dict[str, tuple]) -> None:
+    """Write the declared shapes (ints fixed, strings symbolic) of graph inputs/outputs into the file.
+
+    The TorchScript exporter leaves some output dims symbolic (e.g. batch) that the
+    bundle pins to 1; only type annotations change, not the computation.
+    """
+    import onnx
+
+    from engine.atomic import atomic_write_bytes
+
+    model = onnx.load(str(path))
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name not in shapes:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        want = shapes[value.name]
+        if len(dims) != len(want):
+            raise TrainError(f"{path}: {value.name} has rank {len(dims)}, expected {len(want)}")
+        for d, w in zip(dims, want):
+            if isinstance(w, int):
+                d.dim_value = w
+            else:
+                d.dim_param = w
+    atomic_write_bytes(path, model.SerializeToString())
 
 
 def o_axis(config: VocoderConfig) -> int:

@@ -106,6 +106,19 @@ def batch_iterator(source, config: VocoderConfig, batch_size: int, seed: int) ->
         yield {"audio": torch.from_numpy(np.stack(audios)), "mel": torch.from_numpy(np.stack(mels))}
 
 
+class _BatchStream(torch.utils.data.IterableDataset):
+    """``batch_iterator`` inside DataLoader workers, one seed per worker."""
+
+    def __init__(self, source, config: VocoderConfig, batch_size: int, seed: int):
+        super().__init__()
+        self.source, self.config, self.batch_size, self.seed = source, config, batch_size, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        return batch_iterator(self.source, self.config, self.batch_size, self.seed * 101 + worker)
+
+
 def validation_clips(corpus_dir: str | os.PathLike, spec: MelSpec, count: int, seconds: float,
                      split: str = "validation") -> list[tuple[str, np.ndarray]]:
     """``count`` fixed clips (the middle ``seconds`` of the first files of ``split``)."""
@@ -176,13 +189,15 @@ class VocoderTask(GANTask):
     best_metric = "mrstft_ratio"
 
     def __init__(self, config: VocoderConfig, source, val_clips: Sequence[tuple[str, np.ndarray]] = (),
-                 reference_cache: str | os.PathLike | None = None, use_discriminator: bool = True):
+                 reference_cache: str | os.PathLike | None = None, use_discriminator: bool = True,
+                 loader_workers: int = 0):
         self.config = config
         self.name = f"vocoder_{config.arch}"
         self.source = source
         self.val_clips = list(val_clips)
         self.reference_cache = Path(reference_cache) if reference_cache else None
         self.use_discriminator = use_discriminator
+        self.loader_workers = loader_workers
         self._mel: TorchMel | None = None
         self._stft_losses: L.STFTLosses | None = None
         self._references: list[dict[str, Any]] | None = None
@@ -197,7 +212,14 @@ class VocoderTask(GANTask):
         return VocoderDiscriminator(self.config.discriminator) if self.use_discriminator else None
 
     def batches(self, rank: int, world_size: int, seed: int, batch_size: int):
-        return batch_iterator(self.source, self.config, batch_size, seed * 1009 + rank)
+        seed = seed * 1009 + rank
+        if self.loader_workers <= 0:
+            return batch_iterator(self.source, self.config, batch_size, seed)
+        loader = torch.utils.data.DataLoader(
+            _BatchStream(self.source, self.config, batch_size, seed), batch_size=None,
+            num_workers=self.loader_workers, pin_memory=torch.cuda.is_available(), prefetch_factor=4,
+            persistent_workers=True)
+        return iter(loader)
 
     # ----------------------------------------------------------- modules on the right device
     def _modules(self, device: torch.device) -> tuple[TorchMel, L.STFTLosses]:
@@ -228,7 +250,7 @@ class VocoderTask(GANTask):
             true_amp = tgt.abs()
             pred_amp = prd.abs()
             terms["log_amplitude"] = L.log_amplitude_l1(torch.log(pred_amp.clamp(min=1e-5)), true_amp)
-            weight = L.amplitude_weights(true_amp)
+            weight = L.amplitude_weights(true_amp, w.phase_weight_power)
             phase = L.phase_losses(torch.angle(prd), torch.angle(tgt), weight)
             terms["instantaneous_frequency"] = phase["if"]
             terms["group_delay"] = phase["gd"]

@@ -1,0 +1,95 @@
+"""engine.prior from a tiny exported bundle: streaming == offline, shapes, errors, bundle kept intact."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine.bundle import BundleError, load_bundle
+from engine.features import MelSpec
+from engine.prior import load_prior
+from tests.bundle_factory import make_tiny_bundle
+from tests.prior_fixtures import one_thread, tiny_generator_config
+from training.prior.export import ExportError, compute_directions, export_prior
+from training.prior.model import Generator
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = make_tiny_bundle(tmp_path_factory.mktemp("prior_bundle") / "tiny")
+    before = json.loads((root / "bundle.json").read_text())
+    torch.manual_seed(0)
+    generator = Generator(tiny_generator_config()).eval()
+    directions, figures = compute_directions(generator, n_pca_latents=3000, n_pca=3, n_regress=300, n_verify=100,
+                                             log=lambda *a: None)
+    export_prior(generator, root, directions=directions, training={"note": "test fixture"},
+                 figures={"directions": figures})
+    return root, before, generator
+
+
+def test_bundle_keeps_other_entries_and_validates(exported):
+    root, before, _ = exported
+    after = json.loads((root / "bundle.json").read_text())
+    assert after["vocoders"] == before["vocoders"] and after["default_vocoder"] == before["default_vocoder"]
+    bundle = load_bundle(root)
+    p = bundle.prior
+    assert (p.latent_size, p.latent_frames) == (8, 4)
+    assert [d.name for d in p.directions if d.kind == "named"] == ["loudness", "brightness", "register", "activity"]
+    assert [d.name for d in p.directions if d.kind == "pca"] == ["pc1", "pc2", "pc3"]
+    assert all(v <= 1e-4 for v in p.figures["parity"].values())
+    named = p.figures["directions"]["named"]
+    assert all(0.0 <= named[k]["verify_rate"] <= 1.0 for k in named)
+
+
+def test_runtime_matches_torch_and_streams_like_offline(exported):
+    root, _, generator = exported
+    prior = load_prior(root)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((7, prior.latent_size)).astype(np.float32)
+    offline = prior.offline(z)
+    assert offline.shape == (256, 7 * 4) and offline.dtype == np.float32
+    with torch.no_grad():
+        reference = generator(torch.from_numpy(z.T[None].copy()))[0].numpy()
+    assert np.max(np.abs(offline - reference)) < 1e-5
+    prior.reset()
+    streamed = np.concatenate([prior.step(zt) for zt in z], axis=1)
+    assert np.max(np.abs(streamed - offline)) < 1e-5
+    prior.reset()
+    chunked = np.concatenate([prior.steps(z[:3]), prior.steps(z[3:])], axis=1)
+    assert np.max(np.abs(chunked - offline)) < 1e-5
+    prior.reset()
+    assert np.max(np.abs(prior.step(z[0]) - offline[:, :4])) < 1e-5  # reset really starts afresh
+    assert np.all(np.abs(offline) <= 1.0)
+
+
+def test_runtime_rejects_bad_latents(exported):
+    prior = load_prior(exported[0])
+    with pytest.raises(ValueError, match=r"z must be \(8,\)"):
+        prior.step(np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        prior.offline(np.full((2, 8), np.nan, np.float32))
+    with pytest.raises(KeyError, match="loudness"):
+        prior.direction("nope")
+    assert prior.direction("loudness").sigma == 1.0
+
+
+def test_bundle_without_prior_is_a_clear_error(tmp_path):
+    root = make_tiny_bundle(tmp_path / "noprior")
+    with pytest.raises(BundleError, match="prior"):
+        load_prior(root)
+
+
+def test_export_creates_a_bundle_and_refuses_a_foreign_mel(tmp_path):
+    torch.manual_seed(1)
+    g = Generator(tiny_generator_config()).eval()
+    export_prior(g, tmp_path / "fresh")
+    b = load_bundle(tmp_path / "fresh")
+    assert b.default_vocoder == "classical" and b.prior is not None and b.prior.directions == ()
+    other = make_tiny_bundle(tmp_path / "other", MelSpec(norm_low=-6.0))
+    with pytest.raises(ExportError, match="mel"):
+        export_prior(g, other)

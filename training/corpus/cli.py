@@ -1,0 +1,124 @@
+"""``melsynth corpus build|add|info|cache``.
+
+Registration imports neither torch nor music21 (handlers import what they need).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """``kill PID`` of a background build: save the manifest and stop workers (like Ctrl-C)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from training.corpus.build import BuildConfig, build_corpus, print_report
+
+    _stop_cleanly_on_sigterm()
+
+    cfg = BuildConfig(out=args.out, max_works=args.max_works, jobs=args.jobs, seed=args.seed,
+                      per_score=args.per_score, timeout_s=args.timeout,
+                      collections=tuple(args.collections) if args.collections else None,
+                      score_root=args.scores,
+                      retry_failed=args.retry_failed, progress=not args.no_progress)
+    report = build_corpus(cfg)
+    print_report(report, args.out)
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from training.corpus.ingest import AddConfig, add_audio, print_add_report
+
+    _stop_cleanly_on_sigterm()
+
+    report = add_audio(AddConfig(src=args.src, out=args.out, jobs=args.jobs, timeout_s=args.timeout,
+                                 progress=not args.no_progress))
+    print_add_report(report, args.out)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from training.corpus.cache import describe
+    from training.corpus.manifest import read_manifest
+
+    manifest = read_manifest(args.dir)
+    print(json.dumps({"summary": manifest.summary(), "info": manifest.info,
+                      "mel_caches": describe(args.dir),
+                      "failures": manifest.failures}, indent=2))
+    return 0
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from engine.features import MelSpec
+    from training.corpus.cache import ensure_cache
+    from training.corpus.manifest import read_manifest
+
+    spec = MelSpec()
+    n = ensure_cache(args.dir, spec, read_manifest(args.dir).files, progress=not args.no_progress)
+    print(f"mel cache {spec.key()}: {n} entries computed")
+    return 0
+
+
+def register(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("corpus", help="build or extend a training corpus (audio + manifest + mel cache)",
+                       formatter_class=fmt)
+    csub = p.add_subparsers(dest="corpus_command", metavar="ACTION")
+    csub.required = True
+
+    b = csub.add_parser("build", formatter_class=fmt,
+                        help="render music21's bundled classical scores with FluidSynth into a corpus")
+    b.add_argument("--out", required=True, help="corpus folder (created; an existing one is resumed)")
+    b.add_argument("--max-works", type=_positive_int, default=None,
+                   help="render only this many works (seeded choice); default: all (~600 works, >20 h)")
+    b.add_argument("--jobs", type=_positive_int, default=2, help="worker processes")
+    b.add_argument("--seed", type=int, default=0,
+                   help="seed of work order, instrumentations, tempo and velocity variation")
+    b.add_argument("--per-score", type=_positive_int, default=2,
+                   help="instrumentations rendered per score")
+    b.add_argument("--timeout", type=float, default=300.0,
+                   help="CPU seconds one score may take (parse + renders) before it is listed as failed "
+                        "(a score blocked without using CPU is stopped after 4x this wall time)")
+    b.add_argument("--collections", nargs="+", default=None, metavar="NAME",
+                   help="music21 corpus folders to use (e.g. bach beethoven palestrina); "
+                        "default: all concert-music folders, Palestrina and folk-tune books excluded")
+    b.add_argument("--scores", default=None, metavar="DIR",
+                   help="folder of scores (MusicXML/.mxl/kern/ABC) laid out composer/[work/]piece; "
+                        "default: music21's bundled corpus")
+    b.add_argument("--retry-failed", action="store_true",
+                   help="retry scores that failed in an earlier run (skipped by default)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+
+    a = csub.add_parser("add", formatter_class=fmt,
+                        help="ingest a folder of audio (wav/flac/ogg/mp3, MusicNet layout too) into a corpus")
+    a.add_argument("src", help="folder (searched recursively) or single audio file")
+    a.add_argument("--out", required=True, help="corpus folder (created or extended)")
+    a.add_argument("--jobs", type=_positive_int, default=2, help="worker processes")
+    a.add_argument("--timeout", type=float, default=600.0, help="CPU seconds one file may take")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(func=run_add)
+
+    i = csub.add_parser("info", formatter_class=fmt, help="print a corpus's hours per split and failures")
+    i.add_argument("dir", help="corpus folder")
+    i.set_defaults(func=run_info)
+
+    c = csub.add_parser("cache", formatter_class=fmt,
+                        help="compute missing mel-cache entries for the current MelSpec")
+    c.add_argument("dir", help="corpus folder")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=run_cache)
