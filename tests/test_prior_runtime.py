@@ -93,3 +93,28 @@ def test_export_creates_a_bundle_and_refuses_a_foreign_mel(tmp_path):
     other = make_tiny_bundle(tmp_path / "other", MelSpec(norm_low=-6.0))
     with pytest.raises(ExportError, match="mel"):
         export_prior(g, other)
+
+
+def test_eval_prior_cli_reports_and_writes_json_and_plots(exported, tmp_path):
+    from app.cli import main
+    from tests.prior_fixtures import make_synthetic_corpus
+
+    corpus = make_synthetic_corpus(tmp_path / "corpus")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "prior", "--bundle", str(exported[0]), "--corpus", str(corpus), "--json", str(out),
+                 "--plots", str(tmp_path / "plots"), "--windows", "64", "--window-frames", "32"]) == 0
+    metrics = json.loads(out.read_text())
+    for key in ("fd_mel", "fd_floor", "fd_ratio", "fd_gaussian", "fd_shuffled", "ndb", "ndb_floor"):
+        assert np.isfinite(metrics[key]), key
+    # a random tiny network is far from the corpus: worse than real train windows
+    assert metrics["fd_ratio"] > 1.0
+    assert (tmp_path / "plots" / "prior_windows.png").stat().st_size > 1000
+
+
+def test_eval_prior_cli_without_prior_is_a_one_line_error(tmp_path, capsys):
+    from app.cli import main
+    from tests.prior_fixtures import make_synthetic_corpus
+
+    root = make_tiny_bundle(tmp_path / "noprior")
+    assert main(["eval", "prior", "--bundle", str(root), "--corpus", str(make_synthetic_corpus(tmp_path / "c"))]) == 2
+    assert "no prior" in capsys.readouterr().err

@@ -259,4 +259,11 @@ def test_cli_trains_resumes_and_exports(tiny_corpus, tmp_path, capsys):
     assert main(["export", "vocoder", str(run), "--bundle", str(bundle)]) == 0
     loaded = load_bundle(bundle)
     assert "amplitude_phase" in loaded.vocoders and loaded.default_vocoder == "classical"
-    assert Path(bundle / "train" / "vocoder_amplitude_phase.pt").is_file()
+    weights = bundle / "train" / "vocoder_amplitude_phase.pt"
+    assert weights.is_file()
+    # Fine-tuning starts from the bundle's weights; weights of another shape are a clear error.
+    tune = ["train", "vocoder", "--corpus", str(tiny_corpus), "--no-progress", "--init", str(weights)]
+    assert main([*tune, "--run", str(tmp_path / "tune"), "--config", str(cfg), "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main([*tune, "--run", str(tmp_path / "wrong"), "--max-steps", "1"]) == 2
+    assert "do not fit" in capsys.readouterr().err

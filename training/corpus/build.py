@@ -41,7 +41,7 @@ class BuildConfig:
     seed: int = 0
     per_score: int = 2                  # instrumentations rendered per score
     timeout_s: float = 300.0            # CPU seconds per score (parse + all its renders)
-    max_seconds: float = 1800.0         # longest rendered file
+    max_seconds: float = 3600.0         # longest rendered file (Beethoven op. 132 in one file: 32 min)
     collections: tuple[str, ...] | None = None
     score_root: str | None = None       # folder of scores; None: music21's bundled corpus
     retry_failed: bool = False

@@ -168,7 +168,11 @@ class APGenerator(nn.Module):
         psi = self.integrator(self.bin_advance + deviation, state)
         # Phase locking: mix neighbouring integrated phasors (zero phasors beyond the band edges).
         r = cfg.lock_radius
-        weights = torch.softmax(lock_logits, dim=1)
+        # Softmax over the neighbour axis written out: onnxruntime's Softmax on a non-last axis
+        # transposes internally and was the slowest node of the graph.
+        peak = lock_logits.amax(dim=1, keepdim=True)
+        expd = torch.exp(lock_logits - peak)
+        weights = expd / expd.sum(dim=1, keepdim=True)
         cos_p = F.pad(torch.cos(psi), (0, 0, r, r))
         sin_p = F.pad(torch.sin(psi), (0, 0, r, r))
         z_re = weights[:, 0] * cos_p[:, 0:bins]

@@ -88,7 +88,7 @@ class DiscriminatorConfig:
 
     channels: tuple[int, ...] = (256, 256, 384, 512)
     kernel_size: int = 5
-    freq_channels: tuple[int, ...] = (16, 32, 64)  # the 2-D (time x mel) branch; () disables it
+    freq_channels: tuple[int, ...] = ()  # the 2-D (time x mel) branch, e.g. (16, 32, 64); off: +50% step time on CPU
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
