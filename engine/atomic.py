@@ -12,11 +12,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def default_file_mode() -> int:
+    """``0o666`` less the umask: mkstemp's 0600 would make bundles and presets private."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, default_file_mode())
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from engine.atomic import default_file_mode
+
 
 def remove_weight_norm(module: torch.nn.Module) -> torch.nn.Module:
     """A deep copy of ``module`` with every weight-norm parametrisation baked into plain weights."""
@@ -62,6 +64,7 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
             torch_out = (torch_out,)
         err = max(float(np.max(np.abs(a - b.detach().cpu().numpy()))) if a.size else 0.0
                   for a, b in zip(onnx_out, torch_out))
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -77,8 +77,8 @@ def _train(args) -> int:
             raise MelsynthError(f"{args.corpus}: not a built corpus (no manifest.json)")
         rank = int(os.environ.get("RANK", "0"))
         source = CorpusSource(args.corpus, "train", task_cfg.segment_frames, task_cfg.mel, seed=rank)
-        clips = validation_clips(args.corpus, task_cfg.mel, task_cfg.val_clips, task_cfg.val_seconds) \
-            if rank == 0 and task_cfg.val_clips > 0 else []
+        clips = validation_clips(args.corpus, task_cfg.mel, task_cfg.val_clips, task_cfg.val_seconds,
+                                 run_dir=args.run) if rank == 0 and task_cfg.val_clips > 0 else []
         task = VocoderTask(task_cfg, source, clips, reference_cache=args.run / "val_reference.npz",
                            use_discriminator=not args.no_discriminator, loader_workers=args.workers)
         if args.init is not None:

@@ -24,7 +24,7 @@ checkpoint.
 """
 from __future__ import annotations
 
-import math
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -119,20 +119,43 @@ class _BatchStream(torch.utils.data.IterableDataset):
         return batch_iterator(self.source, self.config, self.batch_size, self.seed * 101 + worker)
 
 
+VAL_CLIPS_FILE = "val_clips.json"
+
+
 def validation_clips(corpus_dir: str | os.PathLike, spec: MelSpec, count: int, seconds: float,
-                     split: str = "validation") -> list[tuple[str, np.ndarray]]:
-    """``count`` fixed clips (the middle ``seconds`` of the first files of ``split``)."""
+                     split: str = "validation", run_dir: str | os.PathLike | None = None
+                     ) -> list[tuple[str, np.ndarray]]:
+    """``count`` fixed clips of ``seconds`` spread over ``split``.
+
+    With ``run_dir`` the choice is saved in ``run_dir/val_clips.json`` on first use
+    and read back afterwards, so a growing corpus never changes a run's
+    validation set (its learning curve stays comparable).
+    """
     import soundfile as sf
 
+    from engine.atomic import atomic_write_json
     from training.corpus.manifest import read_manifest
 
     corpus_dir = Path(corpus_dir)
+    saved = Path(run_dir) / VAL_CLIPS_FILE if run_dir is not None else None
+    if saved is not None and saved.is_file():
+        out = []
+        for item in json.loads(saved.read_text()):
+            path = corpus_dir / item["path"]
+            if not path.is_file():
+                raise TrainError(f"{saved}: validation clip source {path} is missing from the corpus")
+            audio, sr = sf.read(str(path), start=int(item["start"]), frames=int(item["samples"]),
+                                dtype="float32", always_2d=False)
+            if audio.ndim != 1:
+                audio = audio.mean(axis=1)
+            out.append((item["name"], audio.astype(np.float32)))
+        return out
     entries = read_manifest(corpus_dir).split_files(split)
     if not entries:
         raise TrainError(f"{corpus_dir}: split {split!r} is empty; validation needs clips")
     entries = sorted(entries, key=lambda e: e.path)
     n = int(seconds * spec.sample_rate)
-    out = []
+    out, chosen = [], []
     # One clip per file, spread over the split; with fewer files than clips, several positions per file.
     per_file = -(-count // len(entries))
     for k in range(count):
@@ -147,6 +170,9 @@ def validation_clips(corpus_dir: str | os.PathLike, spec: MelSpec, count: int, s
             audio = audio.mean(axis=1)
         start = int((audio.size - n) * position) if audio.size > n else 0
         out.append((f"{Path(e.path).stem}@{start}", audio[start:start + n].astype(np.float32)))
+        chosen.append({"name": out[-1][0], "path": e.path, "start": start, "samples": int(out[-1][1].size)})
+    if saved is not None:
+        atomic_write_json(saved, chosen)
     return out
 
 
