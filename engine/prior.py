@@ -73,6 +73,24 @@ class Prior:
         """Continue the stream from a ``get_state()`` snapshot."""
         self._state = [np.asarray(s, dtype=np.float32) for s in state]
 
+    def get_state(self) -> tuple[np.ndarray, ...]:
+        """The stream's state now (copies): ``set_state`` of it re-runs the next step from here.
+
+        The engine uses this to re-run the current latent step when a knob moves, so a
+        change is heard within a frame or two instead of at the next step boundary.
+        """
+        return tuple(s.copy() for s in self._state)
+
+    def set_state(self, state) -> None:
+        """Restore a state from ``get_state`` (shapes checked)."""
+        state = list(state)
+        if len(state) != len(self._state_specs):
+            raise ValueError(f"Prior.set_state: {len(state)} tensors given, the stream has {len(self._state_specs)}")
+        for s, spec in zip(state, self._state_specs):
+            if np.shape(s) != spec.shape:
+                raise ValueError(f"Prior.set_state: {spec.input} must have shape {spec.shape}, got {np.shape(s)}")
+        self._state = [np.array(s, dtype=np.float32, copy=True) for s in state]
+
     def step(self, z: np.ndarray) -> np.ndarray:
         """``(latent_size,) -> (n_mels, latent_frames)``: the next latent step of the stream."""
         z = np.asarray(z, dtype=np.float32)
