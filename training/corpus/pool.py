@@ -102,8 +102,12 @@ class TimeoutPool:
         self.max_tasks_per_worker = max_tasks_per_worker
         self.preload = preload
         self._unready_deaths = 0
+        # Not "fork": a parent with native threads (onnxruntime, Qt, a test runner's
+        # earlier tests) forks children whose fluidsynth/glib locks are held by threads
+        # that do not exist there, and sfload() blocks forever. The fork server is a
+        # clean single-threaded parent.
         methods = mp.get_all_start_methods()
-        self._ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        self._ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
 
     def _spawn(self) -> _Slot:
         parent, child = self._ctx.Pipe()
