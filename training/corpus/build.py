@@ -40,7 +40,7 @@ class BuildConfig:
     jobs: int = 2
     seed: int = 0
     per_score: int = 2                  # instrumentations rendered per score
-    timeout_s: float = 300.0            # CPU seconds per score (parse + all its renders)
+    timeout_s: float = 900.0            # CPU seconds per score (parse + all its renders)
     max_seconds: float = 3600.0         # longest rendered file (Beethoven op. 132 in one file: 32 min)
     collections: tuple[str, ...] | None = None
     score_root: str | None = None       # folder of scores; None: music21's bundled corpus

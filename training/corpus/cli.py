@@ -67,9 +67,15 @@ def run_cache(args: argparse.Namespace) -> int:
     from training.corpus.cache import ensure_cache
     from training.corpus.manifest import read_manifest
 
+    from training.corpus.cache import ensure_audio_cache
+
     spec = MelSpec()
-    n = ensure_cache(args.dir, spec, read_manifest(args.dir).files, progress=not args.no_progress)
-    print(f"mel cache {spec.key()}: {n} entries computed")
+    files = read_manifest(args.dir).files
+    n = ensure_cache(args.dir, spec, files, progress=not args.no_progress)
+    print(f"mel cache {spec.key()}: {n} entries computed, {len(files) - n} present")
+    if not args.no_audio:
+        n = ensure_audio_cache(args.dir, files, progress=not args.no_progress)
+        print(f"audio cache: {n} entries written, {len(files) - n} present")
     return 0
 
 
@@ -90,7 +96,7 @@ def register(sub) -> None:
                    help="seed of work order, instrumentations, tempo and velocity variation")
     b.add_argument("--per-score", type=_positive_int, default=2,
                    help="instrumentations rendered per score")
-    b.add_argument("--timeout", type=float, default=300.0,
+    b.add_argument("--timeout", type=float, default=900.0,
                    help="CPU seconds one score may take (parse + renders) before it is listed as failed "
                         "(a score blocked without using CPU is stopped after 4x this wall time)")
     b.add_argument("--collections", nargs="+", default=None, metavar="NAME",
@@ -118,7 +124,9 @@ def register(sub) -> None:
     i.set_defaults(func=run_info)
 
     c = csub.add_parser("cache", formatter_class=fmt,
-                        help="compute missing mel-cache entries for the current MelSpec")
+                        help="compute missing mel-cache entries for the current MelSpec (and the "
+                             "int16 audio cache the vocoder sampler reads); the samplers also do it on first use")
     c.add_argument("dir", help="corpus folder")
+    c.add_argument("--no-audio", action="store_true", help="only the mel cache")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=run_cache)
