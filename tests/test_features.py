@@ -76,6 +76,14 @@ def test_torch_and_numpy_agree_on_real_audio(real_audio):
 
     s = MelSpec()
     a = log_mel(s, real_audio)
-    b = TorchMel(s)(torch.from_numpy(real_audio.astype(np.float32))[None])[0].numpy()
-    assert a.shape == b.shape
-    assert np.max(np.abs(a - b)) < 1e-4
+    mel = TorchMel(s)
+    # Same filterbank and arithmetic: in float64 the two paths agree everywhere.
+    b64 = mel.double()(torch.from_numpy(real_audio.astype(np.float64))[None])[0].numpy()
+    assert a.shape == b64.shape
+    assert np.max(np.abs(a - b64)) < 1e-4
+    # The float32 training path too, except in near-silent cells (within a decade of the
+    # 1e-5 floor) where float32 STFT rounding is a large fraction of the magnitude.
+    b32 = TorchMel(s)(torch.from_numpy(real_audio.astype(np.float32))[None])[0].numpy()
+    audible = a > s.log_min + 1.0
+    assert audible.mean() > 0.5
+    assert np.max(np.abs(a - b32)[audible]) < 1e-4

@@ -118,3 +118,13 @@ def test_grid_image_is_rgb_uint8():
     img = mel_grid_image(np.full((2, 256, 16), -5.0), np.full((2, 256, 16), 2.0))
     assert img.dtype == np.uint8 and img.shape == (256 * 2 + 4, 32, 3)
     assert img[0, 0].sum() > img[-1, 0].sum()  # loud real row (bottom of the array is the top row flipped)
+
+
+def test_reference_save_load_scores_identically(reference, tmp_path):
+    from training.prior.evaluate import PriorReference
+
+    path = reference.save(tmp_path / "ref.npz")
+    again = PriorReference.load(path)
+    windows = np.random.default_rng(9).uniform(-4, 0, size=(50, 256, 32)).astype(np.float32)
+    assert again.score(windows) == reference.score(windows)
+    assert again.fd == reference.fd and again.real_examples.shape == reference.real_examples.shape

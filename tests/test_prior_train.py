@@ -121,6 +121,7 @@ def test_cli_train_then_export(corpus, tmp_path):
                  "--steps", "2", "--no-progress"]) == 0
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--resume", "--steps", "3",
                  "--no-progress"]) == 0
+    assert (run / "prior_reference.npz").is_file()   # the run's fixed validation reference, reused on resume
     bundle = tmp_path / "bundle"
     assert main(["export", "prior", str(run), "--bundle", str(bundle), "--pca", "3", "--pca-latents", "2000",
                  "--regress", "200", "--verify", "50"]) == 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+REFERENCE_FILE = "prior_reference.npz"  # the run's fixed validation reference (see PriorTask.reference)
+
 
 def _train_prior(args: argparse.Namespace) -> int:
     import torch
@@ -35,7 +37,8 @@ def _train_prior(args: argparse.Namespace) -> int:
         prior = PriorConfig.from_dict(data.get("prior", {}))
         trainer = default_trainer_config(**data.get("trainer", {}))
         spec = MelSpec()
-    task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle)
+    task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle,
+                     reference_cache=run / REFERENCE_FILE)
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
                        progress=not args.no_progress)
     result = train(task, trainer, run, limits)

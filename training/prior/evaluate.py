@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -253,6 +254,41 @@ class PriorReference:
             self.ndb_floor, _ = ndb_test(self.train_bins, assign_bins(one_frame_per_window(ref_windows, rng),
                                                                       self.centres), NDB_BINS)
         self._seed = seed
+
+    # A run keeps its reference for its whole life (the corpus may grow meanwhile), so that
+    # every point of its learning curve is measured against the same real windows.
+    def save(self, path: str | Path) -> Path:
+        """Write everything ``score`` needs to one ``.npz`` (atomically)."""
+        from engine.atomic import atomic_write
+
+        arrays = {
+            "meta": np.frombuffer(json.dumps({
+                "spec": self.spec.to_dict(), "n_windows": self.n_windows, "window_frames": self.window_frames,
+                "train_hours": self.train_hours, "reference_hours": self.reference_hours,
+                "reference_split": self.reference_split, "fd": self.fd, "ndb_floor": int(self.ndb_floor),
+                "ndb_floor_train": int(self.ndb_floor_train), "seed": self._seed,
+                "n": self.reference_stats.n}).encode(), dtype=np.uint8),
+            "real_examples": self.real_examples, "mean": self.reference_stats.mean, "cov": self.reference_stats.cov,
+            "root": self.reference_root, "centres": self.centres, "train_bins": self.train_bins,
+        }
+        return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PriorReference":
+        """A reference written by ``save``."""
+        self = cls.__new__(cls)
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            self.spec = MelSpec.from_dict(meta["spec"])
+            self.n_windows, self.window_frames = int(meta["n_windows"]), int(meta["window_frames"])
+            self.train_hours, self.reference_hours = float(meta["train_hours"]), float(meta["reference_hours"])
+            self.reference_split, self.fd, self._seed = meta["reference_split"], dict(meta["fd"]), int(meta["seed"])
+            self.ndb_floor, self.ndb_floor_train = int(meta["ndb_floor"]), int(meta["ndb_floor_train"])
+            self.real_examples = z["real_examples"]
+            self.reference_stats = GaussianStats(z["mean"], z["cov"], int(meta["n"]))
+            self.reference_root = z["root"]
+            self.centres, self.train_bins = z["centres"], z["train_bins"]
+        return self
 
     def fd_to_reference(self, windows: np.ndarray) -> float:
         """FD-mel of ``(n, n_mels, window_frames)`` log10-mel windows against the reference split."""

@@ -93,11 +93,12 @@ class PriorTask(GANTask):
     best_metric = "fd_ratio"
 
     def __init__(self, config: PriorConfig, corpus_dir: str | Path, spec: MelSpec | None = None,
-                 vocoder_bundle: str | Path | None = None):
+                 vocoder_bundle: str | Path | None = None, reference_cache: str | Path | None = None):
         self.config = config
         self.spec = spec or MelSpec()
         self.corpus_dir = Path(corpus_dir)
         self.vocoder_bundle = vocoder_bundle
+        self.reference_cache = Path(reference_cache) if reference_cache else None
         self._train = None
         self._reference = None
         self._vocoder = None
@@ -202,11 +203,21 @@ class PriorTask(GANTask):
 
     # ----------------------------------------------------------------- validation
     def reference(self):
+        """The validation reference; kept in ``reference_cache`` so a resumed run scores against the same windows."""
         if self._reference is None:
             from training.prior.evaluate import PriorReference
 
+            cache = self.reference_cache
+            if cache is not None and cache.is_file():
+                ref = PriorReference.load(cache)
+                if (ref.n_windows, ref.window_frames, ref.spec) == (self.config.eval_windows,
+                                                                     self.config.eval_window_frames, self.spec):
+                    self._reference = ref
+                    return ref
             self._reference = PriorReference(self.corpus_dir, n_windows=self.config.eval_windows,
                                              window_frames=self.config.eval_window_frames, spec=self.spec)
+            if cache is not None:
+                self._reference.save(cache)
         return self._reference
 
     def validate(self, generator: nn.Module, device: torch.device) -> Validation:
