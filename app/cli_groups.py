@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 GROUPS = {
     "train": ("train a model (needs the 'train' extra: torch)",
@@ -19,15 +18,12 @@ GROUPS = {
 
 
 def register(sub) -> None:
+    from app.cli import import_optional
+
     for group, (help_text, modules) in GROUPS.items():
         verbs = []
         for name in modules:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-                    continue
-                raise
+            module = import_optional(name)
             hook = getattr(module, f"register_{group}", None)
             if hook is not None:
                 verbs.append(hook)
