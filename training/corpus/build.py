@@ -104,15 +104,10 @@ def plan_outputs(score: ScoreSource, cfg: BuildConfig) -> tuple[Output, ...]:
 
 # --- worker side (runs in pool processes) -------------------------------------------------
 
-def preload_worker_modules(spec: MelSpec, scores: bool = True) -> None:
-    """Import what workers need once in the parent, so forked workers inherit it."""
-    from engine.features import mel_filterbank
-    from training.corpus import cache, render, store  # noqa: F401
-
-    mel_filterbank(spec)            # imports librosa and scipy.signal: seconds
-    if scores:
-        import music21  # noqa: F401
-        import music21.midi.translate  # noqa: F401
+# Imported once by the pool's fork server, inherited by every worker.
+WORKER_MODULES = ("numpy", "soundfile", "soxr", "scipy.signal", "librosa.filters",
+                  "engine.features", "training.corpus.render", "training.corpus.store")
+SCORE_MODULES = ("music21", "music21.midi.translate")
 
 
 def _worker_init():
@@ -238,7 +233,7 @@ def build_corpus(cfg: BuildConfig, log=print) -> BuildReport:
         try:
             if tasks:
                 pool = TimeoutPool(_worker_init, _worker_render, jobs=cfg.jobs, timeout_s=cfg.timeout_s,
-                                   preload=lambda: preload_worker_modules(cfg.spec))
+                                   preload_modules=WORKER_MODULES + SCORE_MODULES)
                 pool.run(tasks, on_message, on_failure, on_done)
         finally:
             if bar is not None:

@@ -206,10 +206,10 @@ def add_audio(cfg: AddConfig, log=print) -> AddReport:
 
         try:
             if tasks:
-                from training.corpus.build import preload_worker_modules
+                from training.corpus.build import WORKER_MODULES
 
                 TimeoutPool(_worker_init, _worker_add, jobs=cfg.jobs, timeout_s=cfg.timeout_s,
-                            preload=lambda: preload_worker_modules(cfg.spec, scores=False)).run(
+                            preload_modules=WORKER_MODULES).run(
                     tasks, on_message, on_failure)
         finally:
             if bar is not None:

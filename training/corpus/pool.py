@@ -18,9 +18,12 @@ Without /proc the CPU limit applies to wall time.
 
 ``init()`` runs once per worker (e.g. loading a soundfont); it returns the state
 passed to every ``work(state, task)`` call, a generator of messages.
-``preload()`` runs once in the parent before the first worker starts: imports
-done there (music21, librosa: seconds each) are inherited by every forked
-worker instead of being repeated in each.
+Workers start from multiprocessing's fork server (a clean single-threaded
+process), not by forking the caller: a caller with native threads (onnxruntime,
+Qt, earlier tests) would hand children locks held by threads that do not exist
+there, and FluidSynth's ``sfload`` could block forever. ``preload_modules`` are
+imported once by the fork server (music21, librosa: seconds each) so each
+worker inherits them; this works when the pool starts the fork server.
 """
 from __future__ import annotations
 
@@ -93,14 +96,14 @@ class TimeoutPool:
 
     def __init__(self, init: Callable[[], Any], work: Callable[[Any, Any], Iterator[Any]],
                  jobs: int = 2, timeout_s: float = 300.0, max_tasks_per_worker: int = 50,
-                 preload: Callable[[], None] | None = None, wall_timeout_s: float | None = None):
+                 preload_modules: tuple[str, ...] = (), wall_timeout_s: float | None = None):
         if jobs < 1:
             raise ValueError(f"jobs={jobs} must be >= 1")
         self.init, self.work = init, work
         self.jobs, self.timeout_s = jobs, timeout_s
         self.wall_timeout_s = wall_timeout_s if wall_timeout_s is not None else 4 * timeout_s
         self.max_tasks_per_worker = max_tasks_per_worker
-        self.preload = preload
+        self.preload_modules = tuple(preload_modules)
         self._unready_deaths = 0
         # Not "fork": a parent with native threads (onnxruntime, Qt, a test runner's
         # earlier tests) forks children whose fluidsynth/glib locks are held by threads
@@ -133,8 +136,8 @@ class TimeoutPool:
         """Run all tasks; callbacks run in the parent: ``on_message(task, msg)``,
         ``on_failure(task, reason)``, ``on_done(task)``, ``on_tick()`` about once a second."""
         queue = list(tasks)[::-1]
-        if self.preload is not None and queue and self._ctx.get_start_method() == "fork":
-            self.preload()
+        if self.preload_modules and self._ctx.get_start_method() == "forkserver":
+            self._ctx.set_forkserver_preload(list(self.preload_modules))
         by_id: dict[int, Any] = {}
         next_id = 0
         slots = [self._spawn() for _ in range(min(self.jobs, max(1, len(queue))))]
