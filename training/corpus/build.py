@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from engine.features import MelSpec
-from training.corpus.manifest import (CorpusLock, FileEntry, Manifest, read_or_new,
-                                      write_manifest)
+from training.corpus.manifest import CorpusLock, FileEntry, read_or_new, write_manifest
 from training.corpus.scores import (INSTRUMENTATIONS, ScoreSource, choose_instrumentations,
                                     list_scores, stable_int)
 
