@@ -109,12 +109,24 @@ def test_training_steps_lower_the_critic_loss(corpus):
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1, losses
 
 
-def test_cli_train_then_export(corpus, tmp_path):
+def pca_prior_config():
+    """The shipped design in small: PCA generator, PCA critic with the batch-std feature, no VAE."""
+    from training.prior.config import DiscriminatorConfig, GeneratorConfig
+
+    g = tiny_prior_config().generator
+    return tiny_prior_config(generator=GeneratorConfig(**{**g.to_dict(), "pca_components": 6}),
+                             discriminator=DiscriminatorConfig(channels=(16, 24), kernel_size=3, pca_input=True,
+                                                               minibatch_std=True),
+                             vae_weight=0.0)
+
+
+@pytest.mark.parametrize("design", ["direct", "pca"])
+def test_cli_train_then_export(corpus, tmp_path, design):
     from app.cli import main
     from engine.bundle import load_bundle
 
     config = tmp_path / "cfg.json"
-    prior = tiny_prior_config().to_dict()
+    prior = (pca_prior_config() if design == "pca" else tiny_prior_config()).to_dict()
     config.write_text(json.dumps({"prior": prior, "trainer": {"batch_size": 2, "validate_minutes": 60, "warmup_steps": 1}}))
     run = tmp_path / "run"
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
@@ -129,6 +141,9 @@ def test_cli_train_then_export(corpus, tmp_path):
     assert b.prior is not None and b.prior.latent_frames == 4
     assert {d.kind for d in b.prior.directions} == {"named", "pca"}
     assert "classical" in b.vocoders
+    if design == "pca":   # the fitted basis travels in the checkpoint, not zeros
+        generator, _ = load_generator(run)
+        assert float(generator.pca.basis.abs().max()) > 0.01
 
 
 def test_cli_refuses_a_run_folder_with_a_checkpoint_without_resume(corpus, tmp_path):

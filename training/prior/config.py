@@ -50,6 +50,7 @@ class GeneratorConfig:
     dilations: tuple[tuple[int, ...], ...] = ((1, 2), (1, 3, 9), (1, 3, 9, 27))
     kernel_size: int = 3
     latent_kernel: int = 2  # the first layer also sees the previous latent: smooth transitions
+    pca_components: int = 0  # > 0: output whitened coefficients of a fixed mel PCA (training.prior.pca)
 
     def __post_init__(self) -> None:
         problems = []
@@ -62,6 +63,8 @@ class GeneratorConfig:
             problems.append(f"dilations has {len(self.dilations)} stages, need {len(self.upsample) + 1}")
         if any(u < 1 for u in self.upsample):
             problems.append(f"upsample factors {self.upsample} must be >= 1")
+        if not 0 <= self.pca_components <= self.n_mels:
+            problems.append(f"pca_components={self.pca_components} must be in [0, n_mels={self.n_mels}]")
         if self.kernel_size < 1 or self.latent_kernel < 1:
             problems.append("kernel sizes must be >= 1")
         if problems:
@@ -89,6 +92,8 @@ class DiscriminatorConfig:
     channels: tuple[int, ...] = (256, 256, 384, 512)
     kernel_size: int = 5
     freq_channels: tuple[int, ...] = ()  # the 2-D (time x mel) branch, e.g. (16, 32, 64); off: +50% step time on CPU
+    pca_input: bool = False   # the 1-D branch reads the generator's PCA coefficients, not the 256 bins
+    minibatch_std: bool = False  # ProGAN's batch-std feature before the head: a cheap cue against mode collapse
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,14 +20,33 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from training.prior.config import DiscriminatorConfig
+from training.prior.pca import MelPCA
+
+MINIBATCH_GROUP = 4
+
+
+def minibatch_std(x: torch.Tensor, group: int = MINIBATCH_GROUP) -> torch.Tensor:
+    """``(batch, C, T) -> (batch, C + 1, T)``: ProGAN's feature, the std across a group of samples.
+
+    Groups are *contiguous* runs of the batch, so a batch that is real then fake
+    (``discriminator_loss``) never mixes the two in one group when each half is
+    a multiple of the group size; a batch that is not falls back to one group.
+    """
+    b = x.shape[0]
+    g = group if b % group == 0 else b
+    y = x.reshape(b // g, g, *x.shape[1:])
+    std = torch.sqrt(y.var(dim=1, unbiased=False) + 1e-8).mean(dim=1, keepdim=True)   # (b/g, 1, T)
+    return torch.cat([x, std.repeat_interleave(g, dim=0)], dim=1)
 
 
 class SpectralCritic(nn.Module):
     """``(batch, n_mels, frames) -> logits (batch, 1, frames / 2**(len(channels)-1))`` + feature maps."""
 
-    def __init__(self, n_mels: int, channels: tuple[int, ...], kernel_size: int, slope: float = 0.2):
+    def __init__(self, n_mels: int, channels: tuple[int, ...], kernel_size: int, slope: float = 0.2,
+                 batch_std: bool = False):
         super().__init__()
         self.slope = slope
+        self.batch_std = batch_std
         layers = []
         c_in = n_mels
         for i, c in enumerate(channels):
@@ -35,13 +54,15 @@ class SpectralCritic(nn.Module):
             layers.append(spectral_norm(nn.Conv1d(c_in, c, kernel_size, stride=stride, padding=kernel_size // 2)))
             c_in = c
         self.layers = nn.ModuleList(layers)
-        self.head = spectral_norm(nn.Conv1d(c_in, 1, 3, padding=1))
+        self.head = spectral_norm(nn.Conv1d(c_in + int(batch_std), 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = []
         for layer in self.layers:
             x = F.leaky_relu(layer(x), self.slope)
             features.append(x)
+        if self.batch_std:
+            x = minibatch_std(x)
         return self.head(x), features
 
 
@@ -71,18 +92,23 @@ class TextureCritic(nn.Module):
 class Discriminator(nn.Module):
     """``(batch, n_mels, frames)`` -> (list of logit maps, list of feature maps) over all branches."""
 
-    def __init__(self, n_mels: int = 256, config: DiscriminatorConfig | None = None):
+    def __init__(self, n_mels: int = 256, config: DiscriminatorConfig | None = None, pca_components: int = 0):
         super().__init__()
         self.config = config = config or DiscriminatorConfig()
-        branches = [SpectralCritic(n_mels, config.channels, config.kernel_size)]
+        if config.pca_input and not pca_components:
+            raise ValueError("pca_input needs the generator's pca_components > 0")
+        # The same frozen basis as the generator's (set by the task); buffers, so checkpoints keep it.
+        self.pca = MelPCA(n_mels, pca_components) if config.pca_input else None
+        spectral_in = pca_components if config.pca_input else n_mels
+        branches = [SpectralCritic(spectral_in, config.channels, config.kernel_size, batch_std=config.minibatch_std)]
         if config.freq_channels:
             branches.append(TextureCritic(config.freq_channels))
         self.branches = nn.ModuleList(branches)
 
     def forward(self, mel: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         logits, features = [], []
-        for branch in self.branches:
-            out, feats = branch(mel)
+        for i, branch in enumerate(self.branches):
+            out, feats = branch(self.pca.project(mel) if i == 0 and self.pca is not None else mel)
             logits.append(out)
             features.extend(feats)
         return logits, features

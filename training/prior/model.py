@@ -10,7 +10,7 @@ time and the first frame of a step already hears that step's latent::
      | ResBlock x n                  latent rate
      | PhaseUpsample x4 + ResBlocks  4 sub-steps per step
      | PhaseUpsample x4 + ResBlocks  frame rate
-     | StreamConv1d -> tanh
+     | StreamConv1d -> tanh          or -> k PCA coefficients -> fixed decode -> clip
     mel     (B, n_mels, S * 16)      MelSpec.normalize space, [-1, 1]
 
 A phase upsampler is a transposed convolution with kernel == stride: output
@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from training.nn.conv import (StreamConv1d, StreamConvTranspose1d, StreamingModule, StreamState,
                               initial_state, stateful_layers)
 from training.prior.config import GeneratorConfig
+from training.prior.pca import MelPCA
 
 SLOPE = 0.2
 
@@ -69,7 +70,10 @@ class Generator(nn.Module):
                                                              kernel_size=u, weight_norm=True))
             self.stages.append(nn.ModuleList(ResBlock(config.channels[i], config.kernel_size, d)
                                              for d in dilations))
-        self.output = StreamConv1d(config.channels[-1], config.n_mels, config.kernel_size, weight_norm=True)
+        k = config.pca_components
+        self.output = StreamConv1d(config.channels[-1], k or config.n_mels, config.kernel_size, weight_norm=True)
+        # Fixed decoder of whitened PCA coefficients (buffers: saved and exported with the weights).
+        self.pca = MelPCA(config.n_mels, k) if k else None
 
     def initial_state(self, batch: int = 1, device: torch.device | str = "cpu") -> list[torch.Tensor]:
         """Zero state of every stateful layer: what a fresh stream starts from."""
@@ -99,7 +103,16 @@ class Generator(nn.Module):
                 x = self.upsamplers[i - 1](F.leaky_relu(x, SLOPE), state)
             for block in blocks:
                 x = block(x, state)
-        return torch.tanh(self.output(F.leaky_relu(x, SLOPE), state))
+        out = self.output(F.leaky_relu(x, SLOPE), state)
+        if self.pca is None:
+            return torch.tanh(out)
+        mel = self.pca.decode(out)
+        if torch.is_grad_enabled():
+            # Straight-through clip: the critic sees the clipped mel, but a bin pushed past
+            # +-1 still gets a gradient back. A plain clamp zeroes it, and a run whose output
+            # drifted out of range could never return (measured: 99.9 % of bins stuck at the clip).
+            return mel + (mel.clamp(-1.0, 1.0) - mel).detach()
+        return mel.clamp(-1.0, 1.0)
 
 
 def streaming_generator(generator: Generator) -> StreamingModule:

@@ -47,6 +47,8 @@ from training.prior.losses import (critic_hinge_loss, feature_matching_loss, gen
 from training.prior.model import Generator
 
 TASK_NAME = "prior"
+PCA_FRAMES = 50_000
+PCA_SEED = 0
 
 
 def default_trainer_config(**overrides: Any) -> TrainConfig:
@@ -102,6 +104,7 @@ class PriorTask(GANTask):
         self._train = None
         self._reference = None
         self._vocoder = None
+        self._pca = None
 
     @property
     def segment_steps(self) -> int:
@@ -118,10 +121,31 @@ class PriorTask(GANTask):
         return {"prior": self.config.to_dict(), "mel": self.spec.to_dict()}
 
     def build_generator(self) -> nn.Module:
-        return PriorModule(self.config)
+        module = PriorModule(self.config)
+        if self.config.generator.pca_components:
+            pca = self.frame_pca()
+            module.net.pca.set(*pca)
+            module.ema.pca.set(*pca)
+        return module
 
     def build_discriminator(self) -> nn.Module:
-        return Discriminator(self.config.generator.n_mels, self.config.discriminator)
+        k = self.config.generator.pca_components
+        critic = Discriminator(self.config.generator.n_mels, self.config.discriminator, pca_components=k)
+        if critic.pca is not None:
+            critic.pca.set(*self.frame_pca())
+        return critic
+
+    def frame_pca(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fixed PCA (``training.prior.pca``) of normalised train frames; seeded, so reruns agree.
+
+        A resumed run restores the basis from its checkpoint (buffers), whatever the corpus is now.
+        """
+        if self._pca is None:
+            from training.prior.pca import fit_frame_pca
+
+            frames = self.train_split().sample_frames(PCA_FRAMES, np.random.default_rng(PCA_SEED))
+            self._pca = fit_frame_pca(self.spec.normalize(frames), self.config.generator.pca_components)
+        return self._pca
 
     # ----------------------------------------------------------------- data
     def train_split(self):
