@@ -33,11 +33,26 @@ def test_ema_moves_towards_the_weights():
     with torch.no_grad():
         for p in g.net.parameters():
             p.add_(1.0)
+    g.ema_updates = 1000                      # past the warm-up: the configured decay
     before = [p.clone() for p in g.ema.parameters()]
     g.update_ema()
     for b, a, p in zip(before, g.ema.parameters(), g.net.parameters()):
         torch.testing.assert_close(a, (b + p) / 2)
     assert not any(p.requires_grad for p in g.ema.parameters())
+
+
+def test_ema_warm_up_forgets_the_initial_weights():
+    """After 300 updates a plain 0.999 average is still 74 % initial weights; the warm-up's is not."""
+    g = PriorModule(tiny_prior_config(ema_decay=0.999))
+    with torch.no_grad():
+        for p in g.net.parameters():
+            p.add_(1.0)
+    start = [p.clone() for p in g.ema.parameters()]
+    for _ in range(300):
+        g.update_ema()
+    share_of_start = [float(((p - a) / (p - s)).mean()) for s, a, p in
+                      zip(start, g.ema.parameters(), g.net.parameters())]
+    assert max(share_of_start) < 0.05 and g.current_decay() < 0.999
 
 
 def test_batches_are_normalised_real_windows(corpus):
