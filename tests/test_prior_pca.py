@@ -158,3 +158,20 @@ def test_a_saturated_pca_generator_still_gets_gradients():
     assert grads and max(float(gr.abs().max()) for gr in grads) > 0
     with torch.no_grad():                         # inference is a plain clip
         assert float(g(z).max()) == 1.0
+
+
+def test_delta_critic_reads_motion():
+    """With delta_input the 1-D critic sees frame differences: through that half alone, every
+    static window looks the same and a moving one does not."""
+    torch.manual_seed(0)
+    critic = Discriminator(256, DiscriminatorConfig(channels=(8, 8), kernel_size=3, delta_input=True)).eval()
+    first = critic.branches[0].layers[0]
+    assert first.in_channels == 512
+    with torch.no_grad():
+        first.parametrizations.weight.original[:, :256].zero_()    # keep only the difference channels
+        a, b = torch.rand(1, 256, 1), torch.rand(1, 256, 1)
+        static_a, static_b = a.expand(1, 256, 16).contiguous(), b.expand(1, 256, 16).contiguous()
+        moving = torch.cat([a.expand(1, 256, 8), b.expand(1, 256, 8)], dim=2)
+        out = [critic(x)[0][0] for x in (static_a, static_b, moving)]
+    assert float((out[0] - out[1]).abs().max()) < 1e-6
+    assert float((out[0] - out[2]).abs().max()) > 1e-4

@@ -94,6 +94,7 @@ class DiscriminatorConfig:
     freq_channels: tuple[int, ...] = ()  # the 2-D (time x mel) branch, e.g. (16, 32, 64); off: +50% step time on CPU
     pca_input: bool = False   # the 1-D branch reads the generator's PCA coefficients, not the 256 bins
     minibatch_std: bool = False  # ProGAN's batch-std feature before the head: a cheap cue against mode collapse
+    delta_input: bool = False    # the 1-D branch also reads frame-to-frame differences (onsets, motion)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
