@@ -93,8 +93,8 @@ class DiscriminatorConfig:
     kernel_size: int = 5
     freq_channels: tuple[int, ...] = ()  # the 2-D (time x mel) branch, e.g. (16, 32, 64); off: +50% step time on CPU
     pca_input: bool = False   # the 1-D branch reads the generator's PCA coefficients, not the 256 bins
-    minibatch_std: bool = False  # ProGAN's batch-std feature before the head: a cheap cue against mode collapse
-    delta_input: bool = False    # the 1-D branch also reads frame-to-frame differences (onsets, motion)
+    minibatch_std: bool = True   # ProGAN's batch-std feature before the head: a cheap cue against mode collapse
+    delta_input: bool = True     # the 1-D branch also reads frame-to-frame differences (onsets, motion)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,7 +117,7 @@ class PriorConfig:
     # VAE warm start (training.prior.encoder); its length is the trainer's warmup_steps.
     encoder_channels: int = 256
     kl_weight: float = 0.05        # on the KL per latent dimension (nats), against the mean L1 of normalised mel
-    vae_weight: float = 1.0        # weight of the VAE loss kept during the adversarial stage (0: pure GAN)
+    vae_weight: float = 0.0        # weight of the VAE loss kept during the adversarial stage (0: pure GAN)
     vae_batch_fraction: float = 0.25  # share of the batch reconstructed during the adversarial stage
     eval_windows: int = 2000       # windows per set in the learning-curve FD-mel
     eval_window_frames: int = 128

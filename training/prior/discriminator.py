@@ -28,9 +28,9 @@ MINIBATCH_GROUP = 4
 def minibatch_std(x: torch.Tensor, group: int = MINIBATCH_GROUP) -> torch.Tensor:
     """``(batch, C, T) -> (batch, C + 1, T)``: ProGAN's feature, the std across a group of samples.
 
-    Groups are *contiguous* runs of the batch, so a batch that is real then fake
-    (``discriminator_loss``) never mixes the two in one group when each half is
-    a multiple of the group size; a batch that is not falls back to one group.
+    Groups are contiguous runs of the batch (one group when the batch is not a
+    multiple of the group size); the prior's losses pass real and generated
+    windows separately, so a group never mixes the two.
     """
     b = x.shape[0]
     g = group if b % group == 0 else b

@@ -62,8 +62,8 @@ PCA_SEED = 0
 
 
 def default_trainer_config(**overrides: Any) -> TrainConfig:
-    """Optimiser settings of the prior: TTUR learning rates, Adam(0.5, 0.9), 1,500 VAE steps first."""
-    base = dict(batch_size=16, lr_g=1e-4, lr_d=2e-4, betas=(0.5, 0.9), warmup_steps=1500,
+    """Optimiser settings of the prior: Adam(0.5, 0.9) at 2e-4 for both, no VAE stage (the shipped run's)."""
+    base = dict(batch_size=16, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.9), warmup_steps=0,
                 validate_minutes=20.0, checkpoint_minutes=5.0, log_every=50)
     base.update(overrides)
     return TrainConfig(**base)
@@ -234,11 +234,11 @@ class PriorTask(GANTask):
         return LossOutput(loss, logs, fake.detach())
 
     def discriminator_loss(self, discriminator, batch, fake) -> LossOutput:
-        n = fake.shape[0]
         real = self.random_windows(batch, warmup=True)
-        logits, _ = discriminator(torch.cat([real, fake], dim=0))
-        real_logits = [l[:n] for l in logits]
-        fake_logits = [l[n:] for l in logits]
+        # Two passes, not one over the concatenation: the batch-std feature must never
+        # see real and generated windows in one group, whatever the batch size.
+        real_logits, _ = discriminator(real)
+        fake_logits, _ = discriminator(fake)
         loss = critic_hinge_loss(real_logits, fake_logits)
         logs = {"d_real": float(torch.stack([l.mean() for l in real_logits]).mean().detach()),
                 "d_fake": float(torch.stack([l.mean() for l in fake_logits]).mean().detach())}
