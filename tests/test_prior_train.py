@@ -156,9 +156,28 @@ def test_cli_train_then_export(corpus, tmp_path, design):
     assert b.prior is not None and b.prior.latent_frames == 4
     assert {d.kind for d in b.prior.directions} == {"named", "pca"}
     assert "classical" in b.vocoders
+    if design == "direct":   # a new run (new critic) starting from this run's generator
+        run2 = tmp_path / "run2"
+        assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run2), "--config", str(config),
+                     "--init", str(run / "checkpoint.pt"), "--steps", "1", "--no-progress"]) == 0
+        first = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+        assert first == 3 and torch.load(run2 / "checkpoint.pt", weights_only=False)["step"] == 1
     if design == "pca":   # the fitted basis travels in the checkpoint, not zeros
         generator, _ = load_generator(run)
         assert float(generator.pca.basis.abs().max()) > 0.01
+
+
+def test_init_weights_that_do_not_fit_are_a_clear_error(corpus, tmp_path):
+    from training.gan import TrainError, save_torch_atomic, with_generator_init
+
+    bad = tmp_path / "other.pt"
+    save_torch_atomic(bad, {"generator": {"net.input.weight": torch.zeros(3)}})
+    task = with_generator_init(PriorTask(tiny_prior_config(), corpus), bad)
+    with pytest.raises(TrainError, match="other.pt"):
+        task.build_generator()
+    save_torch_atomic(bad, {"step": 1})
+    with pytest.raises(TrainError, match="no 'generator'"):
+        with_generator_init(PriorTask(tiny_prior_config(), corpus), bad)
 
 
 def test_cli_refuses_a_run_folder_with_a_checkpoint_without_resume(corpus, tmp_path):

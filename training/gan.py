@@ -236,6 +236,27 @@ def save_torch_atomic(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def with_generator_init(task: "GANTask", path: str | os.PathLike) -> "GANTask":
+    """Wrap ``task.build_generator`` so a new run's generator starts from the weights in ``path``
+    (a checkpoint or best_generator.pt); the critic and optimisers start fresh."""
+    path = Path(path)
+    state = load_checkpoint(path).get("generator")
+    if state is None:
+        raise TrainError(f"{path}: no 'generator' weights inside")
+    build = task.build_generator
+
+    def build_from_weights():
+        g = build()
+        try:
+            g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except RuntimeError as exc:
+            raise TrainError(f"{path}: weights do not fit the configured generator: {exc}") from exc
+        return g
+
+    task.build_generator = build_from_weights
+    return task
+
+
 def unwrap(module: nn.Module | None) -> nn.Module | None:
     """The bare module inside DDP / AMP wrappers."""
     while module is not None and hasattr(module, "module") and isinstance(module.module, nn.Module) \

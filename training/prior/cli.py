@@ -15,7 +15,7 @@ def _train_prior(args: argparse.Namespace) -> int:
     import torch
 
     from engine.features import MelSpec
-    from training.gan import RunLimits, load_run_config, train
+    from training.gan import RunLimits, TrainError, load_run_config, train, with_generator_init
     from training.gan import TrainConfig as TrainerConfig
     from training.prior.config import PriorConfig, load_config_file
     from training.prior.train import PriorTask, default_trainer_config
@@ -39,6 +39,10 @@ def _train_prior(args: argparse.Namespace) -> int:
         spec = MelSpec()
     task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle,
                      reference_cache=run / REFERENCE_FILE)
+    if args.init is not None:
+        if args.resume:
+            raise TrainError("--init starts a new run; it cannot be combined with --resume")
+        task = with_generator_init(task, args.init)
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
                        progress=not args.no_progress)
     result = train(task, trainer, run, limits)
@@ -60,6 +64,8 @@ def register_train(group_sub) -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop after this many wall minutes (this invocation)")
     p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start the generator from this checkpoint's weights (a new critic); e.g. another design's run")
     p.add_argument("--vocoder-bundle", default=None,
                    help="bundle whose vocoder renders TensorBoard audio; unset: $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (background runs)")

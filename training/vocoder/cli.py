@@ -96,26 +96,13 @@ def _train(args) -> int:
 
 
 def _with_init(task, path: Path):
-    """Wrap ``task.build_generator`` so the generator starts from saved weights."""
     from app.cli import MelsynthError
-    from training.gan import load_checkpoint
+    from training.gan import TrainError, with_generator_init
 
-    ckpt = load_checkpoint(path)
-    state = ckpt.get("generator")
-    if state is None:
-        raise MelsynthError(f"{path}: no 'generator' weights inside")
-    build = task.build_generator
-
-    def build_from_weights():
-        g = build()
-        try:
-            g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        except RuntimeError as exc:
-            raise MelsynthError(f"{path}: weights do not fit the configured generator: {exc}") from exc
-        return g
-
-    task.build_generator = build_from_weights
-    return task
+    try:
+        return with_generator_init(task, path)
+    except TrainError as exc:
+        raise MelsynthError(str(exc)) from exc
 
 
 def _export(args) -> int:
