@@ -117,7 +117,7 @@ class PriorConfig:
     # VAE warm start (training.prior.encoder); its length is the trainer's warmup_steps.
     encoder_channels: int = 256
     kl_weight: float = 0.05        # on the KL per latent dimension (nats), against the mean L1 of normalised mel
-    vae_weight: float = 0.0        # weight of the VAE loss kept during the adversarial stage (0: pure GAN)
+    vae_weight: float = 0.5        # weight of the VAE loss kept during the adversarial stage (0: pure GAN)
     vae_batch_fraction: float = 0.25  # share of the batch reconstructed during the adversarial stage
     eval_windows: int = 2000       # windows per set in the learning-curve FD-mel
     eval_window_frames: int = 128
