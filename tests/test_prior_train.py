@@ -192,3 +192,17 @@ def test_cli_refuses_a_run_folder_with_a_checkpoint_without_resume(corpus, tmp_p
 
     with pytest.raises(TrainError, match="--resume"):
         main(args)
+
+
+@pytest.mark.parametrize("recipe", ["stage1_vae_gan", "stage2_frame_difference_critic"])
+def test_shipped_recipe_configs_still_load(recipe):
+    """The committed recipe of the shipped prior stays a valid --config as the config classes evolve."""
+    from pathlib import Path
+
+    from training.prior.config import PriorConfig, load_config_file
+
+    data = load_config_file(Path(__file__).resolve().parents[1] / "training/prior/recipes" / f"{recipe}.json")
+    prior = PriorConfig.from_dict(data["prior"])
+    trainer = default_trainer_config(**data["trainer"])
+    assert prior.discriminator.delta_input == (recipe.startswith("stage2"))
+    assert (trainer.warmup_steps > 0) == (recipe.startswith("stage1"))
