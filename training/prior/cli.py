@@ -39,13 +39,18 @@ def _train_prior(args: argparse.Namespace) -> int:
         spec = MelSpec()
     task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle,
                      reference_cache=run / REFERENCE_FILE)
-    if args.init is not None:
-        if args.resume:
-            raise TrainError("--init starts a new run; it cannot be combined with --resume")
-        task = with_generator_init(task, args.init)
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
                        progress=not args.no_progress)
-    result = train(task, trainer, run, limits)
+    try:
+        if args.init is not None:
+            if args.resume:
+                raise TrainError("--init starts a new run; it cannot be combined with --resume")
+            task = with_generator_init(task, args.init)
+        result = train(task, trainer, run, limits)
+    except TrainError as exc:
+        from app.cli import MelsynthError
+
+        raise MelsynthError(str(exc)) from exc
     print(f"prior: stopped at step {result.step} ({result.stopped_by}); best fd_ratio "
           f"{result.best_value if result.best_value is not None else 'n/a'}; last {result.last_metrics}")
     return 0

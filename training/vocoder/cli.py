@@ -57,7 +57,7 @@ def _train(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
-    from training.gan import RunLimits, TrainError, load_run_config, train
+    from training.gan import RunLimits, TrainError, load_run_config, train, with_generator_init
     from training.vocoder.config import VocoderConfig, from_dict, load_configs
     from training.gan import TrainConfig
     from training.vocoder.train import CorpusSource, VocoderTask, validation_clips
@@ -82,7 +82,7 @@ def _train(args) -> int:
         task = VocoderTask(task_cfg, source, clips, reference_cache=args.run / "val_reference.npz",
                            use_discriminator=not args.no_discriminator, loader_workers=args.workers)
         if args.init is not None:
-            task = _with_init(task, args.init)
+            task = with_generator_init(task, args.init)
         result = train(task, trainer_cfg, args.run, RunLimits(
             max_steps=args.max_steps, minutes=args.minutes, device=args.device, resume=args.resume,
             progress=not args.no_progress))
@@ -93,16 +93,6 @@ def _train(args) -> int:
         print(f"stopped at step {result.step} ({result.stopped_by}); best {task.best_metric}="
               f"{result.best_value}; {metrics}")
     return 0
-
-
-def _with_init(task, path: Path):
-    from app.cli import MelsynthError
-    from training.gan import TrainError, with_generator_init
-
-    try:
-        return with_generator_init(task, path)
-    except TrainError as exc:
-        raise MelsynthError(str(exc)) from exc
 
 
 def _export(args) -> int:
