@@ -10,6 +10,12 @@ dither of one step so the real data shows no quantisation grid a critic
 could learn.
 
     python -m training.prior.pack corpus/default .gpu/prior_subset.npz --hours 1.5
+
+``compact_init`` does the same for a generator to start from (``--init``): the
+moving-average weights alone, in float16, put in both the trained and the
+averaged slots (a third of ``best_generator.pt``).
+
+    python -m training.prior.pack --compact-init runs/prior/NAME/best_generator.pt .gpu/prior/init_fp16.pt
 """
 from __future__ import annotations
 
@@ -97,16 +103,47 @@ def unpack(packed_file: str | os.PathLike, corpus_dir: str | os.PathLike, seed: 
     return corpus_dir
 
 
+def compact_init(checkpoint: str | os.PathLike, out_file: str | os.PathLike) -> Path:
+    """A float16 ``--init`` file from a prior checkpoint: its averaged generator (and VAE encoder).
+
+    The trainer's generator module holds ``net.*`` (trained), ``ema.*`` (their
+    moving average) and ``encoder.*``; the average is what was scored, so it
+    seeds both slots. One shared tensor per pair keeps the file at one copy.
+    """
+    import torch
+
+    from training.gan import load_checkpoint, save_torch_atomic
+
+    state = load_checkpoint(checkpoint)
+    weights = state.get("generator")
+    if state.get("task_name") != "prior" or not isinstance(weights, dict) \
+            or not any(k.startswith("ema.") for k in weights):
+        raise ValueError(f"{checkpoint}: not a prior checkpoint with averaged generator weights")
+    half = {k: (v.half() if torch.is_floating_point(v) else v) for k, v in weights.items() if not k.startswith("net.")}
+    compact = {k: half["ema." + k[4:]] if k.startswith("net.") else half[k] for k in weights}
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_torch_atomic(out_file, {"task_name": state["task_name"], "task": state["task"],
+                                 "step": state.get("step", -1), "generator": compact})
+    return out_file
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("corpus", help="built corpus folder")
-    p.add_argument("out", help="output .npz")
+    p.add_argument("corpus", help="built corpus folder (with --compact-init: the checkpoint)")
+    p.add_argument("out", help="output .npz (with --compact-init: the float16 init file)")
+    p.add_argument("--compact-init", action="store_true",
+                   help="instead: write a float16 --init file from the prior checkpoint CORPUS to OUT")
     p.add_argument("--hours", type=float, default=1.5, help="hours of train-split chunks")
     p.add_argument("--test-hours", type=float, default=0.15, help="hours of test-split chunks (validation)")
     p.add_argument("--chunk-seconds", type=float, default=20.0, help="length of each chunk")
     p.add_argument("--seed", type=int, default=0, help="seed of the chunk draw")
     a = p.parse_args(argv)
+    if a.compact_init:
+        out = compact_init(a.corpus, a.out)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        return 0
     packed = pack_subset(a.corpus, a.out, {"train": a.hours, "test": a.test_hours}, a.chunk_seconds, a.seed)
     print(f"packed {packed} hours into {a.out} ({Path(a.out).stat().st_size / 2**20:.1f} MiB)")
     return 0

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Stage 3 of the shipped prior, on a lent GPU (the device tool runs this in a copy of the repo).
+#
+# Two runs share the GPU for MINUTES each: "cont" continues the stage-2 generator against a new
+# critic (stage3_gpu_batch64.json, the shipped one), "scratch" is the default recipe from nothing
+# at batch 64 (a comparison). Both train on a packed subset of the corpus, since only ~60 MiB
+# travel to the device:
+#
+#   python -m training.prior.pack corpus/default .gpu/prior/subset.npz --hours 1.65 --test-hours 0.06 --chunk-seconds 6
+#   python -m training.prior.pack --compact-init runs/prior/stage2/best_generator.pt .gpu/prior/init_fp16.pt
+#
+# then, with .gpu/prior, this script and .whl (librosa and friends as wheels) carried:
+#
+#   bash training/prior/recipes/gpu_stage3.sh 7.5
+#
+# The validation figures it prints are against the subset's small test split (a higher floor than
+# the full corpus's): score what comes back with `melsynth eval prior` on the full corpus.
+set -u
+MIN=${1:-7.5}
+DATA=${DATA:-.gpu/prior}
+DEV=${DEV:-cuda}; PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
+if ! $PY -c "import librosa, soundfile, soxr" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 3
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:-}:$(pwd)
+OUTDIR=${OUT:-/tmp/out}; mkdir -p "$OUTDIR"
+W=${WORK:-/tmp/prior_gpu}; rm -rf "$W"; mkdir -p "$W/runs"
+$PY -c "from training.prior.pack import unpack; unpack('$DATA/subset.npz', '$W/corpus')" || exit 4
+LIM=$($PY -c "print(int($MIN * 60 + 90))")  # SIGTERM after that: the trainer checkpoints and stops
+start() {  # name, extra args
+  local name=$1; shift
+  timeout -s TERM "$LIM" $PY -m app.cli train prior --corpus "$W/corpus" --run "$W/runs/$name" \
+    --device "$DEV" --minutes "$MIN" --threads 4 --no-progress "$@" > "$W/runs/$name.log" 2>&1 &
+}
+start cont --config training/prior/recipes/stage3_gpu_batch64.json --init "$DATA/init_fp16.pt"
+p1=$!
+start scratch --config training/prior/recipes/scratch_gpu_batch64.json
+p2=$!
+sleep 60
+if ! kill -0 $p1 2>/dev/null && ! kill -0 $p2 2>/dev/null; then  # fail fast: device time is scarce
+  echo "both runs ended within a minute"; tail -n 30 "$W"/runs/*.log; exit 5
+fi
+wait $p1; echo "cont rc=$?"; wait $p2; echo "scratch rc=$?"
+tail -n 3 "$W"/runs/*.log
+$PY - "$W/runs" "$OUTDIR" <<'P'
+import sys
+from pathlib import Path
+from training.prior.train import slim_checkpoint
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("cont", "scratch"):
+    try:
+        slim_checkpoint(runs / name, out / f"{name}_best.pt")
+    except Exception as exc:
+        print(f"{name}: {type(exc).__name__}: {exc}")
+P
+tar -C "$W/runs" -czf "$OUTDIR/logs.tgz" --exclude=checkpoint.pt --exclude=best_generator.pt --exclude=prior_reference.npz .
+ls -la "$OUTDIR"
