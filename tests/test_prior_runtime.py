@@ -25,7 +25,7 @@ def exported(tmp_path_factory):
     before = json.loads((root / "bundle.json").read_text())
     torch.manual_seed(0)
     generator = Generator(tiny_generator_config()).eval()
-    directions, figures = compute_directions(generator, n_pca_latents=3000, n_pca=3, n_regress=300, n_verify=100,
+    directions, figures = compute_directions(generator, n_pca_latents=3000, n_pca=3, n_regress=300, n_verify=100, fit_steps=3,
                                              log=lambda *a: None)
     export_prior(generator, root, directions=directions, training={"note": "test fixture"},
                  figures={"directions": figures})

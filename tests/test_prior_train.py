@@ -166,7 +166,7 @@ def test_cli_train_then_export(corpus, tmp_path, design):
     assert (run / "prior_reference.npz").is_file()   # the run's fixed validation reference, reused on resume
     bundle = tmp_path / "bundle"
     assert main(["export", "prior", str(run), "--bundle", str(bundle), "--pca", "3", "--pca-latents", "2000",
-                 "--regress", "200", "--verify", "50"]) == 0
+                 "--regress", "200", "--verify", "50", "--fit-steps", "2"]) == 0
     b = load_bundle(bundle)
     assert b.prior is not None and b.prior.latent_frames == 4
     assert {d.kind for d in b.prior.directions} == {"named", "pca"}

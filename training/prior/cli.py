@@ -96,7 +96,7 @@ def _export_prior(args: argparse.Namespace) -> int:
     if not args.no_directions:
         directions, figures["directions"] = compute_directions(
             generator, spec, n_pca_latents=args.pca_latents, n_pca=args.pca, n_regress=args.regress,
-            n_verify=args.verify)
+            n_verify=args.verify, fit_steps=args.fit_steps)
     if args.corpus:
         from training.prior.evaluate import PriorReference, format_report, generate_windows
         from training.prior.train import torch_sample_fn
@@ -127,6 +127,8 @@ def register_export(group_sub) -> None:
     p.add_argument("--pca", type=int, default=12, help="number of GANSpace (PCA) directions")
     p.add_argument("--pca-latents", type=int, default=100_000, help="latents sampled for the PCA")
     p.add_argument("--regress", type=int, default=4000, help="latent sequences regressed per named direction")
+    p.add_argument("--fit-steps", type=int, default=60,
+                   help="Adam steps fitting each named direction to the knob's objective (0: regression alone)")
     p.add_argument("--verify", type=int, default=1000, help="random starting points per named-direction check")
     p.add_argument("--raw-weights", action="store_true", help="export the trained weights, not their moving average")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -180,12 +180,17 @@ def verify_directions(sample: SampleFn, protocol: Protocol, directions: list[Nam
 
 
 def named_directions(sample: SampleFn, protocol: Protocol, spec: MelSpec, n_regress: int = 4000,
-                     n_verify: int = 1000, seed: int = 0) -> list[NamedDirection]:
-    """Regress, then verify, one direction per entry of ``PROPERTIES``."""
+                     n_verify: int = 1000, seed: int = 0,
+                     refine: Callable[[str, np.ndarray], np.ndarray] | None = None) -> list[NamedDirection]:
+    """Regress, optionally ``refine(name, vector) -> vector`` (``training.prior.direction_fit``),
+    then verify one direction per entry of ``PROPERTIES`` on starting points of their own."""
     rng = np.random.default_rng(seed)
     z = protocol.latents(n_regress, rng)
     found = regress_directions(z, protocol.measure(sample, z, spec))
     directions = [NamedDirection(name, vec, 1.0, r2) for name, (vec, r2) in found.items()]
+    if refine is not None:
+        for d in directions:
+            d.vector = np.asarray(refine(d.name, d.vector), dtype=np.float32)
     verify_directions(sample, protocol, directions, spec, n=n_verify, rng=np.random.default_rng(seed + 1))
     return directions
 

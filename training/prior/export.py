@@ -159,8 +159,13 @@ def export_prior(generator: Generator, bundle_dir: str | Path, spec: MelSpec | N
 
 def compute_directions(generator: Generator, spec: MelSpec | None = None, n_pca_latents: int = 100_000,
                        n_pca: int = 12, n_regress: int = 4000, n_verify: int = 1000, seed: int = 0,
-                       log=print) -> tuple[list[dict], dict[str, Any]]:
-    """Named + PCA directions for the bundle, and their figures (verification rates etc.)."""
+                       fit_steps: int = 60, log=print) -> tuple[list[dict], dict[str, Any]]:
+    """Named + PCA directions for the bundle, and their figures (verification rates etc.).
+
+    Named directions: regressed, then (``fit_steps > 0``) fitted to the knob's own
+    objective (``training.prior.direction_fit``), then verified.
+    """
+    from training.prior.direction_fit import FitConfig, fit_direction, torch_properties
     from training.prior.directions import (Protocol, format_directions, generator_features_fn,
                                            named_directions, pca_directions)
     from training.prior.train import torch_sample_fn
@@ -169,8 +174,14 @@ def compute_directions(generator: Generator, spec: MelSpec | None = None, n_pca_
     generator = generator.eval()
     device = next(generator.parameters()).device
     protocol = Protocol(generator.latent_size, generator.latent_frames)
+    properties = torch_properties(spec)
+
+    def refine(name: str, vector: np.ndarray) -> np.ndarray:
+        return fit_direction(generator, properties[name], protocol, spec, vector, FitConfig(steps=fit_steps),
+                             seed=seed)
+
     named = named_directions(torch_sample_fn(generator, device), protocol, spec, n_regress=n_regress,
-                             n_verify=n_verify, seed=seed)
+                             n_verify=n_verify, seed=seed, refine=refine if fit_steps > 0 else None)
     pca = pca_directions(generator_features_fn(generator, device=str(device)), generator.latent_size,
                          count=n_pca, n_latents=n_pca_latents, seed=seed)
     log(format_directions(named, pca))
@@ -179,6 +190,7 @@ def compute_directions(generator: Generator, spec: MelSpec | None = None, n_pca_
                            "standardised_change": d.cross} for d in named},
         "pca": {d.name: {"sigma": d.sigma, "explained_variance": d.explained} for d in pca},
         "protocol": {"warmup_steps": protocol.warmup_steps, "measure_steps": protocol.measure_steps,
-                     "n_regress": n_regress, "n_verify": n_verify, "n_pca_latents": n_pca_latents},
+                     "n_regress": n_regress, "n_verify": n_verify, "n_pca_latents": n_pca_latents,
+                     "fit_steps": fit_steps, "fit_batch": FitConfig().batch},
     }
     return [d.to_bundle() for d in named] + [d.to_bundle() for d in pca], figures
