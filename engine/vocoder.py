@@ -271,11 +271,13 @@ class _OnnxVocoder(Vocoder):
         return tail[:self.latency_samples]
 
     def _fresh(self):
-        raise AssertionError("ONNX vocoders compute offline in one graph pass (_offline_outputs)")
+        raise AssertionError("ONNX vocoders compute offline in one graph pass (graph_outputs)")
 
-    def _offline_outputs(self, log_mel: np.ndarray) -> list[np.ndarray]:
-        """The graph outputs (``self.stream.output_names``) for all of ``log_mel (n_mels, F)``, aligned."""
-        if self.vspec.offline is None:  # slimmed bundle: the streaming graph serves offline
+    def graph_outputs(self, log_mel: np.ndarray) -> list[np.ndarray]:
+        """Offline graph outputs for all of ``log_mel (n_mels, F)``: ``(1, C, F * samples_per_frame)``
+        per name in ``self.stream.output_names``, aligned with the input frames. From the
+        offline graph when the bundle has one, else the streaming graph run once from zero state."""
+        if self.vspec.offline is None:
             return self.stream.run_whole(log_mel)
         if self._session_offline is None:
             self._session_offline = onnx_session(self.vspec.offline)
@@ -334,7 +336,7 @@ class AmplitudePhaseVocoder(_OnnxVocoder):
     def _offline(self, log_mel):
         if self.refine:
             return Vocoder._offline(self, log_mel)
-        real, imag = self._offline_outputs(log_mel)
+        real, imag = self.graph_outputs(log_mel)
         return istft(self.spec, np.asarray(real[0], np.float64) + 1j * np.asarray(imag[0], np.float64))
 
 
@@ -359,7 +361,7 @@ class MelGANVocoder(_OnnxVocoder):
         pass
 
     def _offline(self, log_mel):
-        (audio,) = self._offline_outputs(log_mel)
+        (audio,) = self.graph_outputs(log_mel)
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
 
