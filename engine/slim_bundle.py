@@ -111,6 +111,20 @@ def _graph_files(data: dict, root: Path) -> set[Path]:
             if isinstance(e.get(key), dict) and "file" in e[key]}
 
 
+def delete_unreferenced_graphs(root: str | Path, before: dict, after: dict) -> list[Path]:
+    """Delete the ONNX files that ``before`` (old ``bundle.json`` data) names and ``after`` no longer does.
+
+    Call after ``after`` is written, so the bundle never names a missing file. Two
+    vocoder entries may share files: a file goes only when no entry names it.
+    Returns the deleted paths.
+    """
+    root = Path(root)
+    unused = sorted(_graph_files(before, root) - _graph_files(after, root))
+    for f in unused:
+        f.unlink(missing_ok=True)
+    return unused
+
+
 def _without_offline(data: dict, models: list[str]) -> dict:
     """A copy of ``bundle.json`` data with the ``offline`` entry of each model removed."""
     data = json.loads(json.dumps(data))
@@ -137,13 +151,10 @@ def slim_bundle(path: str | Path, tolerance: float = TOLERANCE, log: Callable[[s
         return report
 
     data = json.loads((root / BUNDLE_FILE).read_text())
-    before = _graph_files(data, root)
     slimmed = _without_offline(data, list(report.parity))
-    unused = sorted(before - _graph_files(slimmed, root))
     write_bundle_json(root, slimmed)  # first: the bundle never names a file that is gone
     load_bundle(root)  # the engine's own validation of what was written
-    for f in unused:
-        f.unlink(missing_ok=True)
+    unused = delete_unreferenced_graphs(root, data, slimmed)
     report.removed_entries = [f"{model}.offline" for model in report.parity]
     report.deleted_files = [str(f.relative_to(root.resolve())) for f in unused]
     report.size_after = folder_size(root)
