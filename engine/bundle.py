@@ -265,8 +265,14 @@ class _Reader:
         if lookahead < 0:
             raise self.fail(f"{where}.lookahead_frames", f"must be >= 0, got {lookahead}")
         fps = self.get(obj, "frames_per_step", where, (int, type(None)), required=False, default=None)
-        return GraphSpec(path, sha, self.tensors(obj, "inputs", where), self.tensors(obj, "outputs", where),
-                         tuple(state), lookahead, fps)
+        graph = GraphSpec(path, sha, self.tensors(obj, "inputs", where), self.tensors(obj, "outputs", where),
+                          tuple(state), lookahead, fps)
+        if streaming:  # the engine feeds it frames (or latents) and state, nothing else
+            try:
+                streaming_input(graph)
+            except BundleError as exc:
+                raise self.fail(f"{where}.inputs", exc.message) from exc
+        return graph
 
     def optional_graph(self, root: Path, obj: dict, key: str, where: str) -> GraphSpec | None:
         """An offline graph: absent in slimmed bundles (the streaming graph serves the offline path)."""
