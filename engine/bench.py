@@ -3,7 +3,7 @@
 Figures (all models on 1 intra-op + 1 inter-op thread):
 
 * ``prior_rtf``            prior streaming, one latent step per call, x real time
-* ``vocoder_offline_rtf``  vocoder offline graph on a whole mel
+* ``vocoder_offline_rtf``  vocoder offline path (one graph pass) on a whole mel
 * ``vocoder_stream_rtf``   vocoder streaming at 1 frame per push
 * ``chain_stream_rtf``     the whole pipeline (latent walk -> prior -> vocoder -> safety ->
                            resampler to 48 kHz) at the engine's step size, x real time

@@ -3,10 +3,18 @@
 A bundle is a folder with ``bundle.json`` and the ONNX files it names::
 
     models/NAME/
-      bundle.json          schema_version, mel (MelSpec), vocoders{}, default_vocoder, prior
-      vocoder_ap.onnx      offline graph   (dynamic frames)
-      vocoder_ap_stream.onnx  streaming graph (frames + state in, audio + state out)
-      prior.onnx / prior_stream.onnx
+      bundle.json             schema_version, mel (MelSpec), vocoders{}, default_vocoder, prior
+      vocoder_ap_stream.onnx  streaming graph (frames + state in, output + state out)
+      prior_stream.onnx
+      vocoder_ap.onnx, prior.onnx   offline graphs (dynamic frames): only in older bundles
+
+Each neural model (the prior, the amplitude_phase and melgan vocoders) ships one
+streaming graph. Every streaming graph is causal, so the offline output is that
+graph run over all frames at once from the zero state of a fresh stream
+(``run_streaming_graph``; the state it returns is dropped). Bundles written before
+that still list an ``offline`` graph with the same weights; the engine uses it
+when present. ``python -m engine.slim_bundle BUNDLE`` removes it after checking
+the two agree.
 
 ``bundle.json``::
 
@@ -19,13 +27,13 @@ A bundle is a folder with ``bundle.json`` and the ONNX files it names::
         "<name>": {
           "kind": "classical" | "amplitude_phase" | "melgan",
           "params": {...},                         # kind-specific runtime settings
-          "offline":   GRAPH,                      # absent for "classical"
-          "streaming": GRAPH,
+          "streaming": GRAPH,                      # absent for "classical"
+          "offline":   GRAPH,                      # optional (older bundles); absent for "classical"
           "training": {...}, "figures": {...}
         }
       },
       "prior": {                                   # optional
-        "offline": GRAPH, "streaming": GRAPH,
+        "streaming": GRAPH, "offline": GRAPH,      # offline optional (older bundles)
         "latent_size": 64, "latent_frames": 16,    # one latent vector per 16 frames
         "directions": [{"name", "kind": "named"|"pca", "vector": [...], "sigma"}],
         "training": {...}, "figures": {...}
@@ -37,6 +45,10 @@ A bundle is a folder with ``bundle.json`` and the ONNX files it names::
              "outputs": [{"name", "shape": [...]}],
              "state":   [{"input", "output", "shape": [int, ...]}],   # streaming only
              "lookahead_frames": int, "frames_per_step": int | null}
+
+A streaming graph has one input besides its state ("mel" or "z"), time on its
+last axis: a symbolic last dimension takes any number of frames (latent steps)
+per call, a fixed one exactly that many.
 
 Everything that is wrong with a bundle raises ``BundleError`` naming the file
 and the field.
@@ -141,8 +153,8 @@ class VocoderSpec:
     name: str
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
-    offline: GraphSpec | None = None
-    streaming: GraphSpec | None = None
+    offline: GraphSpec | None = None    # None for "classical" and for slimmed neural vocoders
+    streaming: GraphSpec | None = None  # None for "classical"
     training: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -157,7 +169,7 @@ class Direction:
 
 @dataclass(frozen=True)
 class PriorSpec:
-    offline: GraphSpec
+    offline: GraphSpec | None  # None: the offline path runs the streaming graph once
     streaming: GraphSpec
     latent_size: int
     latent_frames: int
@@ -253,8 +265,19 @@ class _Reader:
         if lookahead < 0:
             raise self.fail(f"{where}.lookahead_frames", f"must be >= 0, got {lookahead}")
         fps = self.get(obj, "frames_per_step", where, (int, type(None)), required=False, default=None)
-        return GraphSpec(path, sha, self.tensors(obj, "inputs", where), self.tensors(obj, "outputs", where),
-                         tuple(state), lookahead, fps)
+        graph = GraphSpec(path, sha, self.tensors(obj, "inputs", where), self.tensors(obj, "outputs", where),
+                          tuple(state), lookahead, fps)
+        if streaming:  # the engine feeds it frames (or latents) and state, nothing else
+            try:
+                streaming_input(graph)
+            except BundleError as exc:
+                raise self.fail(f"{where}.inputs", exc.message) from exc
+        return graph
+
+    def optional_graph(self, root: Path, obj: dict, key: str, where: str) -> GraphSpec | None:
+        """An offline graph: absent in slimmed bundles (the streaming graph serves the offline path)."""
+        value = self.get(obj, key, where, dict, required=False)
+        return None if value is None else self.graph(root, value, f"{where}.{key}", False)
 
 
 def _check_graph(graph: GraphSpec, where: str) -> None:
@@ -313,7 +336,7 @@ def _parse_vocoders(r: _Reader, root: Path, data: dict) -> dict[str, VocoderSpec
         if kind not in VOCODER_KINDS:
             raise r.fail(f"{where}.kind", f"unknown vocoder kind {kind!r}; known: {', '.join(VOCODER_KINDS)}")
         neural = kind in NEURAL_VOCODER_KINDS
-        offline = r.graph(root, r.get(v, "offline", where, dict), f"{where}.offline", False) if neural else None
+        offline = r.optional_graph(root, v, "offline", where) if neural else None
         streaming = r.graph(root, r.get(v, "streaming", where, dict), f"{where}.streaming", True) if neural else None
         vocoders[name] = VocoderSpec(
             name=name, kind=kind, params=r.get(v, "params", where, dict, required=False, default={}),
@@ -346,7 +369,7 @@ def _parse_prior(r: _Reader, root: Path, p: dict) -> PriorSpec:
         directions.append(Direction(r.get(d, "name", w, str), r.get(d, "kind", w, str, required=False,
                                                                       default="pca"), vec, sigma))
     return PriorSpec(
-        offline=r.graph(root, r.get(p, "offline", "prior", dict), "prior.offline", False),
+        offline=r.optional_graph(root, p, "offline", "prior"),
         streaming=r.graph(root, r.get(p, "streaming", "prior", dict), "prior.streaming", True),
         latent_size=latent_size, latent_frames=latent_frames, directions=tuple(directions),
         training=r.get(p, "training", "prior", dict, required=False, default={}),
@@ -387,7 +410,8 @@ def load_bundle(path: str | os.PathLike, check_graphs: bool = True) -> ModelBund
                 if g is not None:
                     _check_graph(g, f"vocoders.{v.name}.{label}")
         if prior is not None:
-            _check_graph(prior.offline, "prior.offline")
+            if prior.offline is not None:
+                _check_graph(prior.offline, "prior.offline")
             _check_graph(prior.streaming, "prior.streaming")
     return bundle
 
@@ -401,6 +425,47 @@ def onnx_session(graph: GraphSpec):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(str(graph.path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def streaming_input(graph: GraphSpec) -> TensorSpec:
+    """The one input of a streaming graph that is not state ("mel" or "z")."""
+    state_inputs = {s.input for s in graph.state}
+    inputs = [t for t in graph.inputs if t.name not in state_inputs]
+    if len(inputs) != 1:
+        raise BundleError(graph.path, "inputs",
+                          f"a streaming graph needs exactly one input besides its state, has {[t.name for t in inputs]}")
+    return inputs[0]
+
+
+def run_streaming_graph(session, graph: GraphSpec, x: np.ndarray, output_names: list[str]) -> list[np.ndarray]:
+    """A streaming graph over all of ``x`` from zero state: what its offline graph computes.
+
+    ``x`` is the graph's non-state input, time on the last axis (``(1, n_mels, F)`` or
+    ``(1, latent_size, steps)``); returns the named outputs, time on their last axis. The
+    graph is causal and a fresh stream starts from zero state, so its outputs equal the
+    offline graph's; the state it returns is dropped. A symbolic time dimension takes all
+    of ``x`` in one call; a fixed one (static-shape graphs) is fed in chunks of that size,
+    the state carried between them. Alignment (look-ahead, step padding) is the caller's.
+    """
+    spec = streaming_input(graph)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    length = x.shape[-1]
+    chunk = spec.shape[-1] if isinstance(spec.shape[-1], int) else length
+    if chunk <= 0 or length % chunk:
+        raise BundleError(graph.path, f"inputs.{spec.name}",
+                          f"the graph takes {chunk} steps per call; {length} is not a multiple of it")
+    state_out = [s.output for s in graph.state]
+    states = [s.zeros() for s in graph.state]
+    pieces: list[list[np.ndarray]] = []
+    for start in range(0, length, chunk):
+        feeds = {spec.name: np.ascontiguousarray(x[..., start:start + chunk]),
+                 **{s.input: v for s, v in zip(graph.state, states)}}
+        outs = session.run(list(output_names) + state_out, feeds)
+        pieces.append(outs[:len(output_names)])
+        states = outs[len(output_names):]
+    if len(pieces) == 1:
+        return pieces[0]
+    return [np.concatenate(p, axis=-1) for p in zip(*pieces)]
 
 
 def write_bundle_json(root: str | os.PathLike, data: dict[str, Any]) -> Path:

@@ -2,12 +2,14 @@
 
 Built from a bundle's ``prior`` entry (see ``engine.bundle``)::
 
-    offline graph    "z" (1, latent_size, steps) -> "mel" (1, n_mels, steps * latent_frames)
     streaming graph  "z" (1, latent_size, k), state_in_i... -> "mel" (1, n_mels, k * latent_frames), state_out_i...
+    offline graph    "z" (1, latent_size, steps) -> "mel" (1, n_mels, steps * latent_frames)   (older bundles)
 
 The mel is in ``MelSpec.normalize`` space ([-1, 1]); ``spec.denormalize`` gives
 the log10 mel a vocoder takes. The streaming graph starts from zero state, so
-``concat(step(z_t) for t)`` equals ``offline(z)`` (float rounding).
+``concat(step(z_t) for t)`` equals ``offline(z)`` (float rounding). Without an
+offline graph, ``offline(z)`` is the streaming graph run over all of ``z`` from
+zero state (``engine.bundle.run_streaming_graph``).
 
 numpy + onnxruntime only; sessions have 1 intra-op and 1 inter-op thread.
 """
@@ -17,7 +19,7 @@ import os
 
 import numpy as np
 
-from engine.bundle import BundleError, Direction, ModelBundle, load_bundle, onnx_session
+from engine.bundle import BundleError, Direction, ModelBundle, load_bundle, onnx_session, run_streaming_graph
 from engine.features import MelSpec
 
 
@@ -33,7 +35,8 @@ class Prior:
         self.latent_frames: int = spec.latent_frames
         self.directions: tuple[Direction, ...] = spec.directions
         self.figures = spec.figures
-        self._offline = onnx_session(spec.offline)
+        self._offline = onnx_session(spec.offline) if spec.offline is not None else None
+        self._streaming_graph = spec.streaming
         self._streaming = onnx_session(spec.streaming)
         self._state_specs = spec.streaming.state
         self._out_names = ["mel"] + [s.output for s in self._state_specs]
@@ -58,8 +61,11 @@ class Prior:
     # --------------------------------------------------------------- API
     def offline(self, z: np.ndarray) -> np.ndarray:
         """``(steps, latent_size) -> (n_mels, steps * latent_frames)`` normalised mel, from zero state."""
-        mel = self._offline.run(["mel"], {"z": self._check_z(z, "Prior.offline")})[0]
-        return mel[0]
+        z = self._check_z(z, "Prior.offline")
+        if self._offline is not None:
+            return self._offline.run(["mel"], {"z": z})[0][0]
+        # the stream's own state is untouched: this run starts from, and drops, its own
+        return run_streaming_graph(self._streaming, self._streaming_graph, z, ["mel"])[0][0]
 
     def reset(self) -> None:
         """Back to the zero state of a fresh stream."""

@@ -36,6 +36,9 @@ graph with ``lookahead_frames = L`` and ``frames_per_step = f``::
     streaming graph: mel frame j pushed          -> output frame j - L
                      (its first L outputs stand for frames before 0: dropped)
     flush:           L frames of silence pushed  -> the last L output frames
+    no offline graph (slimmed bundle): the streaming graph from zero state, in one
+                     call, on mel + silence up to a whole number of steps covering
+                     F + L frames; output frames L..L+F-1 are the offline graph's
 
 so an ONNX vocoder's latency is ``(L + f - 1) * hop`` plus its inverse STFT's
 ``D * hop`` (amplitude_phase) plus the refinement's ``refine_lookahead * hop``.
@@ -47,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.bundle import BundleError, GraphSpec, ModelBundle, VocoderSpec, onnx_session
+from engine.bundle import BundleError, GraphSpec, ModelBundle, VocoderSpec, onnx_session, run_streaming_graph
 from engine.features import FeatureError, MelSpec
 from engine.istft import StreamingISTFT, istft
 from engine.magnitude import MelMagnitude
@@ -183,6 +186,17 @@ class _GraphStream:
         self.silence = np.full((spec.n_mels, 1), spec.log_min, dtype=np.float32)
         self.reset()
 
+    def run_whole(self, mel: np.ndarray) -> list[np.ndarray]:
+        """All of ``mel (n_mels, F)`` from zero state in one pass, aligned as the offline graph's
+        outputs: ``(1, C, F * samples_per_frame)`` per output name. This stream's state is untouched."""
+        frames = mel.shape[1]
+        # silence after the end drains the look-ahead and completes the last step (as flush does)
+        total = -(-(frames + self.lookahead) // self.step) * self.step
+        padded = np.concatenate([mel, np.repeat(self.silence, total - frames, axis=1)], axis=1)
+        outs = run_streaming_graph(self.session, self.graph, padded[None], list(self.output_names))
+        spf = self.samples_per_frame
+        return [o[..., self.lookahead * spf:(self.lookahead + frames) * spf] for o in outs]
+
     def reset(self) -> None:
         self.states = [s.zeros() for s in self.graph.state]
         self.pending = np.zeros((self.spec.n_mels, 0), dtype=np.float32)
@@ -257,12 +271,18 @@ class _OnnxVocoder(Vocoder):
         return tail[:self.latency_samples]
 
     def _fresh(self):
-        raise AssertionError("ONNX vocoders run their offline graph")
+        raise AssertionError("ONNX vocoders compute offline in one graph pass (graph_outputs)")
 
-    def _offline_outputs(self, log_mel: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    def graph_outputs(self, log_mel: np.ndarray) -> list[np.ndarray]:
+        """Offline graph outputs for all of ``log_mel (n_mels, F)``: ``(1, C, F * samples_per_frame)``
+        per name in ``self.stream.output_names``, aligned with the input frames. From the
+        offline graph when the bundle has one, else the streaming graph run once from zero state."""
+        if self.vspec.offline is None:
+            return self.stream.run_whole(log_mel)
         if self._session_offline is None:
             self._session_offline = onnx_session(self.vspec.offline)
-        return self._session_offline.run(names, {"mel": np.ascontiguousarray(log_mel[None], dtype=np.float32)})
+        return self._session_offline.run(list(self.stream.output_names),
+                                         {"mel": np.ascontiguousarray(log_mel[None], dtype=np.float32)})
 
 
 class AmplitudePhaseVocoder(_OnnxVocoder):
@@ -287,7 +307,7 @@ class AmplitudePhaseVocoder(_OnnxVocoder):
         self.inverse = StreamingPhase(spec, self.refine) if self.refine else StreamingISTFT(spec)
         # Griffin-Lim iterations amplify 1e-7 differences between chunkings of the graph into
         # audible ones: a refined vocoder runs the streaming graph a fixed step at a time, and
-        # its offline path is that same stream (the offline graph is not used).
+        # its offline path is that same stream (never one whole-input call, nor an offline graph).
         stream = _GraphStream(vspec.streaming, spec, ("real", "imag"), fixed_step=bool(self.refine), session=session)
         self._init_stream(stream, self.inverse.latency_samples)
 
@@ -316,7 +336,7 @@ class AmplitudePhaseVocoder(_OnnxVocoder):
     def _offline(self, log_mel):
         if self.refine:
             return Vocoder._offline(self, log_mel)
-        real, imag = self._offline_outputs(log_mel, ["real", "imag"])
+        real, imag = self.graph_outputs(log_mel)
         return istft(self.spec, np.asarray(real[0], np.float64) + 1j * np.asarray(imag[0], np.float64))
 
 
@@ -341,7 +361,7 @@ class MelGANVocoder(_OnnxVocoder):
         pass
 
     def _offline(self, log_mel):
-        (audio,) = self._offline_outputs(log_mel, ["audio"])
+        (audio,) = self.graph_outputs(log_mel)
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
 
@@ -370,8 +390,8 @@ def load_vocoder(bundle: ModelBundle, name: str | None = None) -> Vocoder:
         except (ValueError, TypeError) as exc:
             raise BundleError(bundle.json_path, f"{where}.params", str(exc)) from exc
         return ClassicalVocoder(bundle.mel, config, magnitude_iterations, name=vspec.name)
-    if vspec.offline is None or vspec.streaming is None:
-        raise BundleError(bundle.json_path, where, f"kind {vspec.kind!r} needs offline and streaming graphs")
+    if vspec.streaming is None:
+        raise BundleError(bundle.json_path, where, f"kind {vspec.kind!r} needs a streaming graph")
     if vspec.kind == "amplitude_phase":
         return AmplitudePhaseVocoder(bundle.mel, vspec, str(bundle.json_path))
     if vspec.kind == "melgan":

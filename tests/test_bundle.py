@@ -82,6 +82,18 @@ def test_onnx_output_shape_does_not_match_json(bundle):
     assert e.value.field == "vocoders.ap.offline.outputs.real"
 
 
+def test_offline_graph_is_optional(bundle):
+    _edit(bundle, lambda d: d["vocoders"]["ap"].pop("offline"))
+    assert load_bundle(bundle).vocoder("ap").offline is None
+
+
+def test_streaming_graph_needs_one_input_besides_its_state(bundle):
+    _edit(bundle, lambda d: d["vocoders"]["ap"]["streaming"]["inputs"].append({"name": "extra", "shape": [1]}))
+    with pytest.raises(BundleError, match="exactly one input besides its state") as e:
+        load_bundle(bundle, check_graphs=False)
+    assert e.value.field == "vocoders.ap.streaming.inputs" and "extra" in str(e.value)
+
+
 def test_state_pair_must_exist(bundle):
     _edit(bundle, lambda d: d["vocoders"]["ap"]["streaming"]["state"][0].update(output="nope"))
     with pytest.raises(BundleError, match="state"):

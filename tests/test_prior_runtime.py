@@ -42,6 +42,10 @@ def test_bundle_keeps_other_entries_and_validates(exported):
     assert [d.name for d in p.directions if d.kind == "named"] == ["loudness", "brightness", "register", "activity"]
     assert [d.name for d in p.directions if d.kind == "pca"] == ["pc1", "pc2", "pc3"]
     assert all(v <= 1e-4 for v in p.figures["parity"].values())
+    assert set(p.figures["parity"]) == {"streaming_torch_onnx", "offline_torch_vs_streaming_onnx",
+                                        "steps_torch_vs_streaming_onnx"}
+    # one graph: the engine serves offline from the streaming graph
+    assert p.offline is None and "offline" not in after["prior"] and not (root / "prior.onnx").exists()
     named = p.figures["directions"]["named"]
     assert all(0.0 <= named[k]["verify_rate"] <= 1.0 for k in named)
 
@@ -100,6 +104,18 @@ def test_bundle_without_prior_is_a_clear_error(tmp_path):
     root = make_tiny_bundle(tmp_path / "noprior")
     with pytest.raises(BundleError, match="prior"):
         load_prior(root)
+
+
+def test_export_over_an_old_prior_deletes_its_offline_graph(tmp_path):
+    from tests.engine_bundles import tiny_prior_bundle
+
+    root = tiny_prior_bundle(tmp_path / "old")  # offline + streaming graphs, the old format
+    assert (root / "prior.onnx").is_file()
+    torch.manual_seed(1)
+    export_prior(Generator(tiny_generator_config()).eval(), root)
+    assert not (root / "prior.onnx").exists() and (root / "prior_stream.onnx").is_file()
+    assert (root / "voc.onnx").is_file()  # the vocoders' graphs are not the prior's to delete
+    assert load_bundle(root).prior.offline is None
 
 
 def test_export_creates_a_bundle_and_refuses_a_foreign_mel(tmp_path):

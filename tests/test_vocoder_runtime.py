@@ -179,7 +179,7 @@ def test_refinement_moves_towards_a_consistent_spectrogram(onnx_bundle, mel):
     from engine.features import stft
 
     voc = load_vocoder(onnx_bundle, "ap_refined")
-    real, imag = voc._offline_outputs(mel, ["real", "imag"])
+    real, imag = voc.graph_outputs(mel)  # the graph outputs, ("real", "imag")
     target = np.hypot(real[0], imag[0])
 
     def inconsistency(audio):  # F*hop samples have F+1 frames: keep (F-1)*hop, F frames

@@ -196,6 +196,8 @@ def test_export_writes_parity_checked_graphs_and_keeps_other_entries(tmp_path, a
     assert loaded.default_vocoder == "classical"
     v = loaded.vocoder("neural")
     assert v.kind == task_cfg.kind and v.streaming.state and v.streaming.lookahead_frames == 0
+    # one graph: the engine serves offline from the streaming graph
+    assert v.offline is None and "offline" not in entry and not (bundle / "vocoder_neural.onnx").exists()
 
     # The runtime hears what torch computes.
     from engine.vocoder import load_vocoder

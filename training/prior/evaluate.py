@@ -373,7 +373,7 @@ def save_plots(out_dir: str | Path, generated: np.ndarray, real: np.ndarray, met
 
 # --------------------------------------------------------------------------- CLI
 def prior_sample_fn(prior) -> SampleFn:
-    """A batch sampler over an ``engine.prior.Prior`` (whose offline graph takes one sequence)."""
+    """A batch sampler over an ``engine.prior.Prior`` (whose offline path takes one sequence)."""
 
     def sample(z: np.ndarray) -> np.ndarray:
         return np.stack([prior.offline(zb.T) for zb in z])

@@ -1,15 +1,19 @@
-"""Export a trained prior into a model bundle: two ONNX graphs, the knobs, the figures.
+"""Export a trained prior into a model bundle: one streaming ONNX graph, the knobs, the figures.
 
 ::
 
     models/NAME/
       bundle.json        "prior" entry added or replaced; every other entry kept
-      prior.onnx         "z" (1, latent, steps) -> "mel" (1, n_mels, steps * latent_frames)
-      prior_stream.onnx  "z", state_in_0..n -> "mel", state_out_0..n   (any number of steps per call)
+      prior_stream.onnx  "z" (1, latent, k), state_in_0..n -> "mel" (1, n_mels, k * latent_frames), state_out_0..n
+                         (any number k of steps per call)
 
-Parity is checked twice: torch against onnxruntime for each graph
-(``export_onnx``), and the streaming graph run one latent step at a time
-against the offline graph. Both go into ``figures``.
+There is no offline graph: the engine's offline path runs the streaming graph
+once over all steps from zero state (``engine.bundle.run_streaming_graph``).
+Parity is checked against torch's offline generator: by ``export_onnx`` on a
+non-zero state, then over a multi-step latent with the ONNX graph run both
+ways the engine runs it (all steps in one call, and one step per call). Every
+figure goes into ``figures.parity``; any above 1e-4 aborts the export. A
+re-export deletes the old ``prior.onnx`` of an older bundle.
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ import torch
 
 from engine.bundle import BUNDLE_FILE, SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
 from engine.features import MelSpec
+from engine.slim_bundle import delete_unreferenced_graphs
 from training.onnx_export import export_onnx
 from training.prior.model import Generator, streaming_generator
 
-OFFLINE_FILE = "prior.onnx"
 STREAMING_FILE = "prior_stream.onnx"
 PARITY_TOLERANCE = 1e-4
 
@@ -34,24 +38,36 @@ class ExportError(RuntimeError):
     """An export that would write a broken bundle (message names the file)."""
 
 
-def _streaming_parity(offline_path: Path, streaming_path: Path, latent_size: int, state_shapes, steps: int = 12,
-                      seed: int = 0) -> float:
-    """max |offline(z) - concat(stream(z_t))| of the two ONNX files, one latent step per streaming call."""
+def _run_stream(session, z: np.ndarray, state_shapes, steps_per_call: int) -> np.ndarray:
+    """The streaming ONNX graph over all of ``z (1, latent, S)`` from zero state, ``steps_per_call`` at a time."""
+    states = [np.zeros(s, dtype=np.float32) for s in state_shapes]
+    names_out = ["mel"] + [f"state_out_{i}" for i in range(len(states))]
+    outs = []
+    for t in range(0, z.shape[2], steps_per_call):
+        feeds = {"z": z[:, :, t:t + steps_per_call], **{f"state_in_{i}": s for i, s in enumerate(states)}}
+        result = session.run(names_out, feeds)
+        outs.append(result[0])
+        states = result[1:]
+    return np.concatenate(outs, axis=2)
+
+
+def _streaming_parity(generator: Generator, streaming_path: Path, state_shapes, steps: int = 12,
+                      seed: int = 0) -> dict[str, float]:
+    """max |torch offline(z) - ONNX stream(z)| over ``steps`` latent steps, for the engine's two ways of running it.
+
+    ``offline_torch_vs_streaming_onnx``: all steps in one call (the engine's offline path);
+    ``steps_torch_vs_streaming_onnx``: one latent step per call (its streaming path).
+    """
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((1, latent_size, steps)).astype(np.float32)
-    off = ort.InferenceSession(str(offline_path), providers=["CPUExecutionProvider"])
-    stream = ort.InferenceSession(str(streaming_path), providers=["CPUExecutionProvider"])
-    reference = off.run(["mel"], {"z": z})[0]
-    states = [np.zeros(s, dtype=np.float32) for s in state_shapes]
-    outs = []
-    for t in range(steps):
-        feeds = {"z": z[:, :, t:t + 1], **{f"state_in_{i}": s for i, s in enumerate(states)}}
-        result = stream.run(["mel"] + [f"state_out_{i}" for i in range(len(states))], feeds)
-        outs.append(result[0])
-        states = result[1:]
-    return float(np.max(np.abs(np.concatenate(outs, axis=2) - reference)))
+    z = rng.standard_normal((1, generator.latent_size, steps)).astype(np.float32)
+    with torch.no_grad():
+        reference = generator(torch.from_numpy(z)).numpy()
+    session = ort.InferenceSession(str(streaming_path), providers=["CPUExecutionProvider"])
+    return {f"{label}_torch_vs_streaming_onnx": float(np.max(np.abs(_run_stream(session, z, state_shapes, k)
+                                                                     - reference)))
+            for label, k in (("offline", steps), ("steps", 1))}
 
 
 def _declare_static_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -81,16 +97,12 @@ def _declare_static_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> No
 
 
 def export_graphs(generator: Generator, bundle_dir: str | Path) -> dict[str, Any]:
-    """Write both ONNX graphs into ``bundle_dir``; returns the bundle's graph entries and parity figures."""
+    """Write the streaming ONNX graph into ``bundle_dir``; returns its bundle entry and parity figures."""
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.eval().cpu()
     L, K, n_mels = generator.latent_size, generator.latent_frames, generator.config.n_mels
     torch.manual_seed(0)
-    z = torch.randn(1, L, 6)
-    offline_path = bundle_dir / OFFLINE_FILE
-    err_offline = export_onnx(generator, [z], offline_path, ["z"], ["mel"],
-                              {"z": {2: "steps"}, "mel": {2: "frames"}})
     shapes = generator.state_shapes(1)
     names_in = [f"state_in_{i}" for i in range(len(shapes))]
     names_out = [f"state_out_{i}" for i in range(len(shapes))]
@@ -99,22 +111,19 @@ def export_graphs(generator: Generator, bundle_dir: str | Path) -> dict[str, Any
     err_streaming = export_onnx(streaming_generator(generator), [torch.randn(1, L, 2), *states], streaming_path,
                                 ["z", *names_in], ["mel", *names_out], {"z": {2: "steps"}, "mel": {2: "frames"}})
     _declare_static_shapes(streaming_path, dict(zip(names_out, shapes)))
-    err_stream_vs_offline = _streaming_parity(offline_path, streaming_path, L, shapes)
-    for label, err in (("offline torch/onnx", err_offline), ("streaming torch/onnx", err_streaming),
-                       ("streaming/offline onnx", err_stream_vs_offline)):
+    parity = {"streaming_torch_onnx": err_streaming, **_streaming_parity(generator, streaming_path, shapes)}
+    for label, err in parity.items():
         if not err <= PARITY_TOLERANCE:
-            raise ExportError(f"{bundle_dir}: {label} parity {err:.3g} exceeds {PARITY_TOLERANCE:g}")
+            raise ExportError(f"{streaming_path}: parity {label} {err:.3g} exceeds {PARITY_TOLERANCE:g}")
     z_in = TensorSpec("z", (1, L, "steps"))
     mel_out = TensorSpec("mel", (1, n_mels, "frames"))
     state_specs = [StateSpec(i, o, tuple(s)) for i, o, s in zip(names_in, names_out, shapes)]
     return {
-        "offline": graph_entry(bundle_dir, offline_path, [z_in], [mel_out], frames_per_step=K),
         "streaming": graph_entry(bundle_dir, streaming_path,
                                  [z_in] + [TensorSpec(s.input, s.shape) for s in state_specs],
                                  [mel_out] + [TensorSpec(s.output, s.shape) for s in state_specs],
                                  state_specs, frames_per_step=K),
-        "parity": {"offline_torch_onnx": err_offline, "streaming_torch_onnx": err_streaming,
-                   "streaming_vs_offline_onnx": err_stream_vs_offline},
+        "parity": parity,
     }
 
 
@@ -144,7 +153,6 @@ def export_prior(generator: Generator, bundle_dir: str | Path, spec: MelSpec | N
     data = read_bundle_json(bundle_dir, spec)   # before writing anything: refuse a foreign bundle early
     graphs = export_graphs(generator, bundle_dir)
     entry = {
-        "offline": graphs["offline"],
         "streaming": graphs["streaming"],
         "latent_size": generator.latent_size,
         "latent_frames": generator.latent_frames,
@@ -152,8 +160,10 @@ def export_prior(generator: Generator, bundle_dir: str | Path, spec: MelSpec | N
         "training": {"generator_config": generator.config.to_dict(), **(training or {})},
         "figures": {"parity": graphs["parity"], **(figures or {})},
     }
+    old = json.loads(json.dumps(data))
     data["prior"] = entry
     write_bundle_json(bundle_dir, data)
+    delete_unreferenced_graphs(bundle_dir, old, data)  # an older bundle's prior.onnx
     return entry
 
 

@@ -37,7 +37,7 @@ def register_train(group_sub) -> None:
 
 def register_export(group_sub) -> None:
     p = group_sub.add_parser(
-        "vocoder", help="export a vocoder run into a bundle (offline + streaming ONNX, parity checked)",
+        "vocoder", help="export a vocoder run into a bundle (streaming ONNX, parity checked against torch)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run", type=Path, help="training run folder")
     p.add_argument("--bundle", type=Path, required=True, help="bundle folder, e.g. models/default")

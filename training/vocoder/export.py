@@ -1,20 +1,24 @@
-"""Export a vocoder run into a model bundle: offline + streaming ONNX, parity checked.
+"""Export a vocoder run into a model bundle: one streaming ONNX graph, parity checked.
 
 ``export_vocoder(run_dir, bundle_dir, name)``:
 
 1. rebuilds the generator from the run's ``config.json`` and its best
    (else latest) generator weights;
-2. writes ``vocoder_<name>.onnx`` (``mel (1, 256, frames)`` -> ``real, imag
-   (1, 513, frames)`` or ``audio (1, frames*256)``) and
-   ``vocoder_<name>_stream.onnx`` (the same plus ``state_in_i -> state_out_i``,
-   any number of frames per call) with weight norm removed;
-3. checks parity: torch vs onnxruntime for both graphs, and the streaming
-   graph run in chunks of 1..16 frames vs the offline graph, in the audio
-   domain (the amplitude-phase frames go through ``engine.istft``); any
-   error above 1e-4 aborts the export;
+2. writes ``vocoder_<name>_stream.onnx`` (``mel (1, 256, frames)``,
+   ``state_in_i`` -> ``real, imag (1, 513, frames)`` or ``audio
+   (1, frames*256)``, ``state_out_i``; any number of frames per call) with
+   weight norm removed. No offline graph: the engine's offline path runs this
+   graph once over all frames from zero state;
+3. checks parity against torch's offline generator: onnxruntime on a non-zero
+   state, then the streaming graph from zero state over all frames in one call
+   (the engine's offline path) and in chunks of 1..16 frames (its streaming
+   path), in the audio domain (the amplitude-phase frames go through
+   ``engine.istft``); any error above 1e-4 aborts the export;
 4. adds (or replaces) the ``vocoders.<name>`` entry of ``bundle.json``,
    creating the bundle with the classical vocoder as default when absent and
-   never touching other entries or the default;
+   never touching other entries or the default; an older bundle's
+   ``vocoder_<name>.onnx`` offline graph is deleted unless another entry
+   still names it;
 5. saves compact float16 generator weights for fine-tuning under
    ``train/vocoder_<name>.pt`` in the bundle.
 """
@@ -31,6 +35,7 @@ import torch
 
 from engine.bundle import BUNDLE_FILE, SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
 from engine.features import MelSpec, log_mel
+from engine.slim_bundle import delete_unreferenced_graphs
 from training.gan import BEST, CHECKPOINT, CURVE, TrainError, load_checkpoint, load_run_config, save_torch_atomic
 from training.nn.conv import StreamingModule, initial_state, stateful_layers
 from training.onnx_export import export_onnx, remove_weight_norm
@@ -94,18 +99,39 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def _run_stream(session, mel: np.ndarray, outputs: list[str], state_in: list[str], state_out: list[str],
+                shapes: list[tuple], chunks: list[int]) -> list[np.ndarray]:
+    """The streaming graph over ``mel (1, n_mels, F)`` from zero state, in calls of ``chunks`` frames each."""
+    state = [np.zeros(s, np.float32) for s in shapes]
+    pieces: list[list[np.ndarray]] = [[] for _ in outputs]
+    start = 0
+    for k in chunks:
+        res = session.run([*outputs, *state_out], {"mel": mel[..., start:start + k], **dict(zip(state_in, state))})
+        for i in range(len(outputs)):
+            pieces[i].append(res[i])
+        state = res[len(outputs):]
+        start += k
+    return [np.concatenate(p, axis=-1) for p in pieces]
+
+
+def _random_chunks(frames: int, seed: int = 1, most: int = 16) -> list[int]:
+    """Chunk sizes of 1..``most`` frames adding up to ``frames``."""
+    rng = np.random.default_rng(seed)
+    chunks: list[int] = []
+    while sum(chunks) < frames:
+        chunks.append(min(int(rng.integers(1, most + 1)), frames - sum(chunks)))
+    return chunks
+
+
 def export_graphs(config: VocoderConfig, generator: torch.nn.Module, out_dir: Path, name: str,
                   frames: int = 48) -> dict[str, Any]:
-    """Write both ONNX files into ``out_dir``; returns paths, tensor specs and parity figures."""
+    """Write the streaming ONNX file into ``out_dir``; returns its path, tensor specs and parity figures."""
     spec = config.mel
     generator = remove_weight_norm(generator).eval()
     mel = torch.from_numpy(example_mel(spec, frames))[None]
     outputs = ["real", "imag"] if config.arch == "ap" else ["audio"]
     length_axis = "frames" if config.arch == "ap" else "samples"
-    offline_path = out_dir / f"vocoder_{name}.onnx"
     stream_path = out_dir / f"vocoder_{name}_stream.onnx"
-    dyn = {"mel": {2: "frames"}, **{o: {o_axis(config): length_axis} for o in outputs}}
-    err_offline = export_onnx(generator, (mel,), offline_path, ["mel"], outputs, dyn)
 
     layers = stateful_layers(generator)
     shapes = [tuple(layer.state_shape(1)) for layer in layers]
@@ -121,34 +147,22 @@ def export_graphs(config: VocoderConfig, generator: torch.nn.Module, out_dir: Pa
                              [*outputs, *state_out], {"mel": {2: "frames"},
                                                       **{o: {o_axis(config): length_axis} for o in outputs}})
 
-    # Streaming ONNX in random chunks vs offline ONNX, in the audio domain.
-    sess_off, sess_st = _session(offline_path), _session(stream_path)
-    x = mel.numpy()
-    off = sess_off.run(outputs, {"mel": x})
-    rng = np.random.default_rng(1)
-    state = [np.zeros(s, np.float32) for s in shapes]
-    pieces: list[list[np.ndarray]] = [[] for _ in outputs]
-    start = 0
-    while start < frames:
-        k = int(rng.integers(1, 17))
-        res = sess_st.run([*outputs, *state_out],
-                          {"mel": x[..., start:start + k], **dict(zip(state_in, state))})
-        for i in range(len(outputs)):
-            pieces[i].append(res[i])
-        state = res[len(outputs):]
-        start += k
-    streamed = [np.concatenate(p, axis=-1) for p in pieces]
-    err_chunks = float(np.max(np.abs(_audio_from(config, off) - _audio_from(config, streamed))))
-    # Torch-vs-ONNX errors of the frame outputs, expressed in the audio domain for ap.
+    # Torch's offline generator against the streaming ONNX graph from zero state, run the engine's
+    # two ways: all frames in one call (its offline path) and random chunks (its streaming path).
     with torch.no_grad():
         ref = generator(mel)
-    ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-    err_audio = float(np.max(np.abs(_audio_from(config, [r.numpy() for r in ref]) - _audio_from(config, off))))
-    figures = {"parity_torch_onnx_offline": err_audio if config.arch == "ap" else err_offline,
+    ref = [r.numpy() for r in ([ref] if isinstance(ref, torch.Tensor) else ref)]
+    session = _session(stream_path)
+    whole = _run_stream(session, mel.numpy(), outputs, state_in, state_out, shapes, [frames])
+    chunked = _run_stream(session, mel.numpy(), outputs, state_in, state_out, shapes, _random_chunks(frames))
+    ref_audio = _audio_from(config, ref)
+    err_raw = max(float(np.max(np.abs(w - r))) for w, r in zip(whole, ref))
+    figures = {"parity_torch_onnx_offline": float(np.max(np.abs(ref_audio - _audio_from(config, whole)))),
                "parity_torch_onnx_streaming_raw": err_stream,
-               "parity_torch_onnx_offline_raw": err_offline,
-               "parity_stream_chunks_vs_offline": err_chunks}
-    figures["parity_max_abs_error"] = max(figures["parity_torch_onnx_offline"], err_chunks)
+               "parity_torch_onnx_offline_raw": err_raw,
+               "parity_stream_chunks_vs_offline": float(np.max(np.abs(ref_audio - _audio_from(config, chunked))))}
+    figures["parity_max_abs_error"] = max(figures["parity_torch_onnx_offline"],
+                                          figures["parity_stream_chunks_vs_offline"])
     if not figures["parity_max_abs_error"] <= PARITY_LIMIT:
         raise TrainError(f"{out_dir}: ONNX parity {figures['parity_max_abs_error']:.3g} exceeds {PARITY_LIMIT} "
                          f"({json.dumps(figures)})")
@@ -157,11 +171,10 @@ def export_graphs(config: VocoderConfig, generator: torch.nn.Module, out_dir: Pa
                  else [TensorSpec("audio", (1, "samples"))])
     mel_spec = TensorSpec("mel", (1, spec.n_mels, frames_sym))
     declared = {t.name: t.shape for t in [mel_spec, *out_specs]}
-    declare_shapes(offline_path, declared)
     declare_shapes(stream_path, {**declared, **{n: s for n, s in zip(state_in, shapes)},
                                  **{n: s for n, s in zip(state_out, shapes)}})
     return {
-        "offline_path": offline_path, "stream_path": stream_path,
+        "stream_path": stream_path,
         "inputs": [mel_spec], "outputs": out_specs,
         "state": [StateSpec(i, o, s) for i, o, s in zip(state_in, state_out, shapes)],
         "state_tensors": [TensorSpec(i, s) for i, s in zip(state_in, shapes)],
@@ -235,14 +248,12 @@ def export_vocoder(run_dir: str | os.PathLike, bundle_dir: str | os.PathLike, na
         data = json.loads(json_path.read_text())
     graphs = export_graphs(config, generator, root, name)
     n_params = sum(p.numel() for p in generator.parameters())
-    offline = graph_entry(root, graphs["offline_path"], graphs["inputs"], graphs["outputs"])
     streaming = graph_entry(root, graphs["stream_path"], [*graphs["inputs"], *graphs["state_tensors"]],
                             [*graphs["outputs"], *graphs["state_out_tensors"]], graphs["state"],
                             lookahead_frames=0, frames_per_step=None)
     entry = {
         "kind": config.kind,
         "params": dict(data.get("vocoders", {}).get(name, {}).get("params", {})),
-        "offline": offline,
         "streaming": streaming,
         "training": {"run": str(run_dir), "arch": config.arch, **info, "config": config.to_dict()},
         "figures": {**graphs["figures"], "parameters": int(n_params),
@@ -255,11 +266,13 @@ def export_vocoder(run_dir: str | os.PathLike, bundle_dir: str | os.PathLike, na
             "generator": {k: v.half() if v.is_floating_point() else v
                           for k, v in generator.state_dict().items()}})
         entry["training"]["weights"] = os.path.relpath(weights_path, root)
+    old = json.loads(json.dumps(data))
     data.setdefault("schema_version", SCHEMA_VERSION)
     data.setdefault("vocoders", {})[name] = entry
     if data.get("default_vocoder") not in data["vocoders"]:
         data["default_vocoder"] = name
     write_bundle_json(root, data)
+    delete_unreferenced_graphs(root, old, data)  # an older bundle's vocoder_<name>.onnx
     return entry
 
 
