@@ -13,7 +13,8 @@ frames it overlaps; committed frames stay fixed.
 Buffer layout (``n_fft = 4 * hop``, ``lookahead = 2``; ``c`` = next frame to
 commit, ``m`` = newest frame, ``bo`` = next block to emit)::
 
-    sample   bo*hop - n_fft/2
+    sample   bo*hop - n_fft/2  (num / env index _base; they slide right one hop per
+             |                  block out, and move back to index 0 when at the end)
              |committed frames' num / env ....................|
                   |frame c   ---- active, iterated ----|
                        |frame c+1 ------------------------|
@@ -25,11 +26,23 @@ so a frame pushed now comes out ``(lookahead + D) * hop`` samples later:
 streaming equals offline exactly, whatever the step sizes.
 
 Iterations use librosa's fast Griffin-Lim momentum (Perraudin et al. 2013)
-per frame, carried across steps. Work is float32 (numpy >= 2 runs float32 FFTs
-natively, ~1.6x faster than float64; the difference is inaudible).
+per frame, carried across steps. Work is float32 but for the forward FFT,
+which runs in float64 as ``np.fft.rfft`` does for float32 input (numpy >= 2).
+
+Speed: a frame costs ``iterations`` x (2 batched FFTs + a few small array
+operations), so the per-call overhead of numpy on arrays of a few thousand
+values matters as much as the FFTs. The active frames live in preallocated
+row buffers, the FFTs call pocketfft directly (SIMD over 4 frames), and the
+operations between them run as numba kernels (``engine.phase_kernels``) where
+numba is there; every fast path is used only where it gives the plain numpy
+path's bits (Griffin-Lim turns a 1-ulp difference into a different, equally
+good phase), so the output is the same as before and on every machine
+that passes the checks. ``benchmarks/phase_speed.py`` times it.
 """
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,6 +51,8 @@ import numpy as np
 from engine.features import MelSpec, analysis_window
 from engine.istft import latency_frames
 
+log = logging.getLogger(__name__)
+
 _ENVELOPE_FLOOR = 1e-10
 _TINY = 1e-12
 INIT_METHODS = ("gradient", "advance", "partial")
@@ -45,29 +60,75 @@ INIT_METHODS = ("gradient", "advance", "partial")
 _HANN_GAMMA = 0.25645
 # num/env slide this many extra blocks before being moved back (one copy per _SLACK_BLOCKS blocks)
 _SLACK_BLOCKS = 32
-
-try:  # numpy >= 2: the gufuncs behind np.fft, called directly (np.fft's argument handling costs
-    # more than a 1024-point transform here); same loops and scale factors as np.fft uses.
-    from numpy.fft import _pocketfft_umath as _pocketfft
-except ImportError:  # pragma: no cover - other numpy builds
-    _pocketfft = None
+# Rows of a batched FFT are padded to a multiple of this: pocketfft's SIMD width for float32
+# on x86-64 wheels (SSE2), so scipy transforms 4 frames about as fast as 2.
+_FFT_ROWS = 4
 
 
-def _irfft(spectra: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``np.fft.irfft(spectra, n=out.shape[-1], axis=-1)`` into ``out`` (complex64 -> float32)."""
-    if _pocketfft is None:
-        return np.fft.irfft(spectra, n=out.shape[-1], axis=-1, out=out)
-    # np.fft.irfft's scale: 1/n in the spectra's real dtype
-    return _pocketfft.irfft(spectra, np.reciprocal(out.shape[-1], dtype=out.dtype), out=out)
+def _simd_rows(n: int) -> int:
+    return -(-n // _FFT_ROWS) * _FFT_ROWS
 
 
-def _rfft(frames: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``np.fft.rfft(frames, axis=-1)`` into ``out`` (float32 -> complex64; even length)."""
-    if _pocketfft is None:
-        return np.fft.rfft(frames, axis=-1, out=out)
-    # np.fft.rfft passes the Python int 1 as its scale, which selects the float64 loop:
-    # pass the same, so that the result is the same
-    return _pocketfft.rfft_n_even(frames, 1, out=out)
+class _RealFFT:
+    """Batched real FFTs of ``n_fft`` points along the last axis, bit-identical to ``np.fft``.
+
+    ``irfft``: complex64 ``(rows, n_fft/2 + 1)`` -> float32 ``(rows, n_fft)``, in float32 as
+    ``np.fft.irfft`` computes it. ``rfft``: float64 ``(rows, n_fft)`` holding float32 values
+    -> complex128 ``(rows, n_fft/2 + 1)`` (a view of a buffer), as ``np.fft.rfft`` computes
+    float32 input before rounding to complex64. Calls scipy's pocketfft directly, which
+    transforms several rows at once in SIMD and skips ``np.fft``'s argument handling (more
+    than a 1024-point transform costs here), where it gives numpy's bits (checked once per
+    size); ``np.fft`` otherwise.
+    """
+
+    def __init__(self, n_fft: int, rows: int):
+        self.n_fft = n_fft
+        self._wide = np.zeros((rows, n_fft // 2 + 1), np.complex128)
+        self._axes = [-1]
+        self._scipy = _scipy_fft() if _scipy_matches_numpy(n_fft) else None
+
+    def irfft(self, spectra: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if self._scipy is None:
+            out[...] = np.fft.irfft(spectra, n=self.n_fft, axis=-1)
+            return out
+        # positional: (a, axes, lastsize, forward, inorm = 2: scale by 1/n, out)
+        return self._scipy.c2r(spectra, self._axes, self.n_fft, False, 2, out)
+
+    def rfft(self, frames: np.ndarray) -> np.ndarray:
+        wide = self._wide[:frames.shape[0]]
+        if self._scipy is None:
+            wide[...] = np.fft.rfft(frames, axis=-1)
+            return wide
+        # positional: (a, axes, forward, inorm = 0: no scaling, out)
+        return self._scipy.r2c(frames, self._axes, True, 0, wide)
+
+
+def _scipy_fft():
+    try:
+        from scipy.fft._pocketfft import pypocketfft
+    except ImportError:  # pragma: no cover - other scipy builds
+        return None
+    return pypocketfft
+
+
+@functools.lru_cache(maxsize=None)
+def _scipy_matches_numpy(n_fft: int) -> bool:
+    """Whether scipy's pocketfft gives np.fft's bits for float32 frames."""
+    fft = _scipy_fft()
+    if fft is None:
+        return False
+    rng = np.random.default_rng(0)
+    rows = _FFT_ROWS + 1  # SIMD rows and a scalar one
+    spectra = (rng.standard_normal((rows, n_fft // 2 + 1)) + 1j * rng.standard_normal((rows, n_fft // 2 + 1)))
+    spectra = spectra.astype(np.complex64)
+    frames = rng.standard_normal((rows, n_fft)).astype(np.float32)
+    try:
+        signal = fft.c2r(spectra, axes=[-1], lastsize=n_fft, forward=False, inorm=2)
+        spectrum = fft.r2c(frames.astype(np.float64), axes=[-1], forward=True, inorm=0).astype(np.complex64)
+    except Exception:  # pragma: no cover - an incompatible private API
+        return False
+    return (np.array_equal(signal, np.fft.irfft(spectra, n=n_fft, axis=-1))
+            and np.array_equal(spectrum, np.fft.rfft(frames, axis=-1)))
 
 
 @dataclass(frozen=True)
@@ -119,14 +180,11 @@ class StreamingPhase:
 
     ``mag`` is the target linear magnitude (e.g. ``mel_to_linear``); ``phase``
     (same shape, radians), when given, replaces the start phase of each new
-    frame (a neural vocoder's estimate refined by the iterations).
-
-    Per frame the work is ~(lookahead + 1) x 2 FFTs per iteration plus a few
-    dozen numpy calls on small arrays, so every buffer is preallocated and the
-    per-iteration calls are kept to eleven (see ``_rebuild``).
+    frame (a neural vocoder's estimate refined by the iterations). ``fast=False``
+    keeps to numpy between the FFTs (the same output; for tests and comparisons).
     """
 
-    def __init__(self, spec: MelSpec, config: PhaseConfig = PhaseConfig()):
+    def __init__(self, spec: MelSpec, config: PhaseConfig = PhaseConfig(), *, fast: bool = True):
         self.spec = spec
         self.config = config
         self.hop = spec.hop_length
@@ -138,13 +196,11 @@ class StreamingPhase:
         self.n_active_max = config.lookahead + 1
         self.latency_samples = (config.lookahead + self.delay) * self.hop
         self._alpha = config.momentum / (1.0 + config.momentum)
-        # Logical buffer index 0 (buffer index _base) is sample bo*hop - n_fft/2, so frame t
-        # starts at _base + (t - bo) * hop.
+        # Logical buffer length; its index 0 is sample bo*hop - n_fft/2, so frame t starts at (t - bo) * hop.
         self.length = (config.lookahead + self.delay + 2) * self.hop + self.n_fft
         # bin k advances 2 pi k hop / n_fft radians per frame
         self._centre_step = 2 * np.pi * np.arange(self.n_freqs) * self.hop / self.n_fft
         self._advance = np.exp(1j * self._centre_step).astype(np.complex64)
-        self._slope_gain = self.hop * self.n_fft / (_HANN_GAMMA * spec.win_length ** 2)
         # _active_env[n]: sum of w^2 of n frames at hop spacing (over n-1 hops + n_fft samples)
         self._active_env = [np.zeros(0)]
         for n in range(1, self.n_active_max + 1):
@@ -152,51 +208,56 @@ class StreamingPhase:
             for a in range(n):
                 env[a * self.hop:a * self.hop + self.n_fft] += self.window_sq
             self._active_env.append(env)
-        if self.n_fft % self.hop:
-            raise ValueError(f"real-time phase needs n_fft ({self.n_fft}) to be a multiple of hop ({self.hop})")
-        if self.n_fft % 2:
-            raise ValueError(f"real-time phase needs an even n_fft, got {self.n_fft}")
+        if self.n_fft % self.hop or self.n_fft % 2:
+            raise ValueError(f"real-time phase needs an even n_fft ({self.n_fft}), a multiple of hop ({self.hop})")
         self._blocks_per_frame = self.n_fft // self.hop
         # hop blocks under the active frames (and under the new frame for the "partial" start)
         self._blocks_max = self.n_active_max + self._blocks_per_frame - 1
         self._window_blocks = self.window.reshape(self._blocks_per_frame, self.hop)
-        # (n_frames, n_env) -> weights; see _weights
-        self._steady_weights: dict[tuple[int, int], np.ndarray] = {}
+        self._steady_weights: dict[tuple[int, int], np.ndarray] = {}  # see _weights
+        # whole SIMD groups of rows for the batched FFTs (rows past the active frames hold
+        # finite leftovers, transformed and ignored)
+        self._fft_rows = _simd_rows(self.n_active_max)
+        self._fft = _RealFFT(self.n_fft, self._fft_rows)
+        self._kernels = _verified_kernels(spec) if fast else None
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
-        a, f, hop, per, blocks = self.n_active_max, self.n_freqs, self.hop, self._blocks_per_frame, self._blocks_max
-        # num: sum of w * frame of committed frames; env: their sum of w^2. The logical buffer
-        # slides one hop per block out; it is moved back to index 0 only when it reaches the end.
+        f, hop, per, blocks, rows = self.n_freqs, self.hop, self._blocks_per_frame, self._blocks_max, self._fft_rows
+        # num: sum of w * frame of committed frames; env: their sum of w^2 (the logical buffer
+        # of self.length samples from index _base)
         capacity = self.length + _SLACK_BLOCKS * hop
         self.num = np.zeros(capacity, np.float32)
         self.env = np.zeros(capacity, np.float32)
         self._base = 0
-        # The active frames, oldest first, are rows 0..n_active-1 of these.
-        self._mags = np.zeros((a, f), np.float32)            # target magnitudes
-        self._spectra = np.zeros((a, f), np.complex64)       # their estimates
-        self._previous = np.zeros((a, f), np.complex64)      # momentum memory
-        self._rebuilt = np.zeros((a, f), np.complex64)       # projection output (swapped with _previous)
-        self._scaled = np.zeros((a, f), np.complex64)        # alpha * previous
-        self._size = np.zeros((a, f), np.float32)            # |direction| -> mags / |direction|
-        self._td = np.zeros((a, self.n_fft), np.float32)     # irfft of the active spectra
-        self._frames = np.zeros((a, self.n_fft), np.float32)  # weighted frames for the rfft
+        # The active frames, oldest first, are rows 0..n_active-1 of these (n_freqs columns).
+        self.n_active = 0
+        self._mags = np.zeros((rows, f), np.float32)           # target magnitudes
+        self._spectra = np.zeros((rows, f), np.complex64)      # their estimates
+        self._previous = np.zeros((rows, f), np.complex64)     # momentum memory
+        self._rebuilt = np.zeros((rows, f), np.complex64)      # numpy path: swapped with _previous
+        self._scaled = np.zeros((rows, f), np.complex64)       # numpy path: alpha * previous
+        self._size = np.zeros((rows, f), np.float32)           # |direction|
+        self._td = np.zeros((rows, self.n_fft), np.float32)    # their irfft
+        self._frames = np.zeros((rows, self.n_fft), np.float64)  # weighted frames (float32 values) to rfft
         self._commit_td = np.zeros(self.n_fft, np.float32)
+        # [n]: the rows the batched FFTs of n frames transform
+        self._fft_in = [(self._spectra[:_simd_rows(n)], self._td[:_simd_rows(n)]) for n in range(self.n_active_max + 1)]
+        self._fft_frames = [self._frames[:_simd_rows(n)] for n in range(self.n_active_max + 1)]
         self._signal = np.zeros((blocks, hop), np.float32)
-        # Overlap-add without a Python loop: plane 0 holds the committed num blocks, plane 1 + r
-        # holds block r of frame a at row r + a (zero elsewhere), so adding the planes (in this
-        # order, as the per-frame loop did) gives num + every frame's share of each block.
-        rows = (per + 1) * blocks
-        work = np.zeros((rows + per, hop), np.float32)
+        # numpy path's overlap-add without a Python loop: plane 0 holds the committed num blocks,
+        # plane 1 + r holds block r of frame a at row r + a (zero elsewhere), so adding the planes
+        # in order gives num + each frame's share of each block, added as the frame loop did.
+        plane_rows = (per + 1) * blocks
+        work = np.zeros((plane_rows + per, hop), np.float32)
         self._work = work
-        self._planes = work[:rows].reshape(per + 1, blocks, hop)               # (per + 1, blocks, hop)
+        self._planes = work[:plane_rows].reshape(per + 1, blocks, hop)        # (per + 1, blocks, hop)
         # frame a, block r -> row blocks + r * (blocks + 1) + a = plane 1 + r, row r + a
         self._scatter = work[blocks:blocks + per * (blocks + 1)].reshape(per, blocks + 1, hop).transpose(1, 0, 2)
-        self._td_rows = 0  # frames whose blocks the planes may hold
+        self._scatter_rows = 0  # frames whose blocks the planes may hold
         # frame a of the signal = its blocks a .. a + per - 1: (blocks - per + 1, per, hop)
         self._gathered = np.lib.stride_tricks.sliding_window_view(self._signal, per, axis=0).transpose(0, 2, 1)
-        self.n_active = 0
         self._last_committed = np.zeros(f, dtype=np.complex64)
         self._prev_step = None  # "gradient" start: the previous frame's phase advance
         self.frames_in = 0       # frames pushed
@@ -209,9 +270,9 @@ class StreamingPhase:
 
     # ------------------------------------------------------------------ core
     def _weights(self, n_frames: int, n_env: int) -> np.ndarray:
-        """Analysis weight ``w / envelope`` ``(n_frames, per, hop)`` of ``n_frames`` frames from the
-        oldest active one, where the envelope counts the committed frames and the first ``n_env``
-        active ones."""
+        """Analysis weight ``w / envelope`` ``(n_frames, n_fft)`` float32 of ``n_frames`` frames
+        from the oldest active one, where the envelope counts the committed frames and the
+        first ``n_env`` active ones."""
         # Once the per - 1 frames before the oldest active one are committed, the envelope
         # under the active frames is the same sum of the same w^2 every frame: reuse it.
         steady = self.committed >= self._blocks_per_frame - 1
@@ -225,35 +286,43 @@ class StreamingPhase:
         env[:own.size] += own
         covered = env > _ENVELOPE_FLOOR
         inv_env = np.where(covered, 1.0 / np.where(covered, env, 1.0), 0.0).astype(np.float32)
-        blocks = np.lib.stride_tricks.sliding_window_view(inv_env.reshape(-1, self.hop), self._blocks_per_frame, 0)
-        weights = blocks.transpose(0, 2, 1) * self._window_blocks
+        frames = np.lib.stride_tricks.sliding_window_view(inv_env, self.n_fft)[::self.hop]
+        weights = frames * self.window
         if steady:
             self._steady_weights[key] = weights
         return weights
 
-    def _load_num(self, n_blocks: int) -> None:
-        """Committed ``num`` from the oldest active frame on (``n_blocks`` hop blocks) into plane 0."""
+    def _region_num(self, n_blocks: int) -> np.ndarray:
+        """Committed ``num`` ``(n_blocks * hop,)`` from the oldest active frame on (a view);
+        the numpy path copies it into plane 0 for ``_rebuild``."""
         o0 = self._offset(self.committed)
-        self._planes[0, :n_blocks] = self.num[o0:o0 + n_blocks * self.hop].reshape(n_blocks, self.hop)
+        num = self.num[o0:o0 + n_blocks * self.hop]
+        if self._kernels is None:
+            self._planes[0, :n_blocks] = num.reshape(n_blocks, self.hop)
+        return num
 
-    def _rebuild(self, n: int, weights: np.ndarray, first_out: int = 0) -> np.ndarray:
+    def _rebuild(self, n: int, num: np.ndarray, weights: np.ndarray, first_out: int = 0) -> np.ndarray:
         """One consistency projection: overlap-add the active spectra ``0..n-1`` onto the
-        committed ``num`` (``_load_num``), normalise and analyse ``len(weights)`` frames
-        from frame ``first_out`` on -> ``(len(weights), n_freqs)`` complex64 (a view of
-        ``_rebuilt``)."""
+        committed ``num`` (``_region_num``), normalise and analyse ``len(weights)`` frames
+        from frame ``first_out`` on -> complex128 ``(rows >= len(weights), n_freqs)``, to be
+        rounded to complex64 (a view of a buffer)."""
         n_out = weights.shape[0]
-        n_blocks = first_out + n_out + self._blocks_per_frame - 1
-        if self._td_rows > n:
-            self._work[self._blocks_max:] = 0.0
-        self._td_rows = n
         if n:
-            _irfft(self._spectra[:n], self._td[:n])
-            np.multiply(self._td[:n].reshape(n, -1, self.hop), self._window_blocks, out=self._scatter[:n])
-        np.add.reduce(self._planes[:, :n_blocks], axis=0, out=self._signal[:n_blocks])
-        frames = self._frames[:n_out]
-        np.multiply(self._gathered[first_out:first_out + n_out], weights,
-                    out=frames.reshape(n_out, -1, self.hop))
-        return _rfft(frames, self._rebuilt[:n_out])
+            self._fft.irfft(*self._fft_in[n])
+        if self._kernels is not None:
+            self._kernels.overlap_add(self._td, self.window, num, self.hop, n, weights, first_out,
+                                      self._signal.reshape(-1), self._frames)
+        else:
+            if self._scatter_rows > n:
+                self._work[self._blocks_max:] = 0.0
+            self._scatter_rows = n
+            hop, n_blocks = self.hop, first_out + n_out + self._blocks_per_frame - 1
+            if n:
+                np.multiply(self._td[:n].reshape(n, -1, hop), self._window_blocks, out=self._scatter[:n])
+            np.add.reduce(self._planes[:, :n_blocks], axis=0, out=self._signal[:n_blocks])
+            np.multiply(self._gathered[first_out:first_out + n_out], weights.reshape(n_out, -1, hop),
+                        dtype=np.float32, out=self._frames[:n_out].reshape(n_out, -1, hop))
+        return self._fft.rfft(self._fft_frames[n_out])
 
     def _gradient_step(self, mag: np.ndarray) -> np.ndarray:
         """Phase advance per hop of each bin from the magnitude's slope across bins
@@ -262,9 +331,10 @@ class StreamingPhase:
         log_mag = np.log(np.maximum(mag, 1e-9))
         slope = np.zeros_like(log_mag)
         slope[1:-1] = 0.5 * (log_mag[2:] - log_mag[:-2])
+        gamma = _HANN_GAMMA * self.spec.win_length ** 2
         # Measured: per-bin slopes beat giving each bin its nearest peak's advance on the
         # blurred pseudo-inverse magnitudes (1.006 vs 1.024 x Griffin-Lim at 4 iterations).
-        return self._centre_step + self._slope_gain * slope
+        return self._centre_step + (self.hop * self.n_fft / gamma) * slope
 
     def _start_phase(self, mag: np.ndarray) -> np.ndarray:
         """Unit phasors for the new frame from what already lies under it (RTISI)."""
@@ -280,38 +350,50 @@ class StreamingPhase:
             phasor = ref * np.exp(0.5j * (prev + step))
         else:
             # The new frame is not there yet: its own w^2 must not dilute the others.
+            num = self._region_num(n_old + self._blocks_per_frame)
             weights = self._weights(n_old + 1, n_old)
-            self._load_num(n_old + self._blocks_per_frame)
-            phasor = self._rebuild(n_old, weights[-1:], first_out=n_old)[0]
+            phasor = self._rebuild(n_old, num, weights[-1:], first_out=n_old)[0].astype(np.complex64)
         size = np.abs(phasor)
         # Where nothing lies under the frame yet (silence, first frame) start at zero phase.
-        return np.where(size > _TINY, phasor / np.maximum(size, _TINY), 1.0)
+        unit = np.ones_like(phasor)
+        return np.divide(phasor, size, out=unit, where=size > _TINY)
 
     def _iterate(self) -> None:
         n = self.n_active
         if n == 0 or self.config.iterations == 0:
             return
+        num = self._region_num(n + self._blocks_per_frame - 1)
         weights = self._weights(n, n)
-        self._load_num(n + self._blocks_per_frame - 1)
-        spectra, mags, size, scaled = self._spectra[:n], self._mags[:n], self._size[:n], self._scaled[:n]
+        kernels = self._kernels
+        alpha = np.float32(self._alpha)
+        tiny = np.float32(_TINY)
+        spectra, mags, size = self._spectra[:n], self._mags[:n], self._size[:n]
         for _ in range(self.config.iterations):
-            rebuilt = self._rebuild(n, weights)
+            wide = self._rebuild(n, num, weights)
+            # momentum, then keep each bin's direction and impose its magnitude (a bin rebuilt
+            # as exactly 0 stays 0)
+            if kernels is not None:
+                kernels.momentum(wide, n, alpha, self._previous, self._spectra)
+                np.abs(spectra, out=size)
+                kernels.impose(self._spectra, self._size, self._mags, n, tiny)
+                continue
+            rebuilt = self._rebuilt[:n]
+            np.copyto(rebuilt, wide[:n])
             if self._alpha:
-                np.multiply(self._alpha, self._previous[:n], out=scaled)
-                direction = np.subtract(rebuilt, scaled, out=spectra)
+                np.multiply(self._alpha, self._previous[:n], out=self._scaled[:n])
+                np.subtract(rebuilt, self._scaled[:n], out=spectra)
                 # the rebuilt spectra are the next momentum memory: swap rather than copy
                 self._previous, self._rebuilt = self._rebuilt, self._previous
             else:
-                direction = rebuilt
-            # keep each bin's direction, impose its magnitude (a bin rebuilt as exactly 0 stays 0)
-            np.abs(direction, out=size)
+                spectra[...] = rebuilt
+            np.abs(spectra, out=size)
             np.maximum(size, _TINY, out=size)
             np.divide(mags, size, out=size)
-            np.multiply(direction, size, out=spectra)
+            np.multiply(spectra, size, out=spectra)
 
     def _commit_oldest(self) -> None:
         n = self.n_active
-        td = _irfft(self._spectra[0], self._commit_td)
+        td = self._fft.irfft(self._spectra[0], self._commit_td)
         np.multiply(td, self.window, out=td)
         o = self._offset(self.committed)
         self.num[o:o + self.n_fft] += td
@@ -323,7 +405,7 @@ class StreamingPhase:
         self.committed += 1
 
     def _pop_block(self, out: np.ndarray) -> None:
-        """Block ``bo`` into ``out`` ``(hop,)`` (zeros where no frame covers it)."""
+        """Block ``bo`` into ``out`` ``(hop,)`` of zeros (left 0 where no frame covers it)."""
         hop = self.hop
         lo = self._base + self.n_fft // 2  # buffer index of sample bo*hop
         env = self.env[lo:lo + hop]
@@ -348,7 +430,7 @@ class StreamingPhase:
         self._mags[n] = mag
         mag = self._mags[n]
         phasor = np.exp(1j * np.asarray(phase, dtype=np.float64)) if phase is not None else self._start_phase(mag)
-        np.multiply(mag, phasor, out=self._spectra[n])  # complex128 product rounded to complex64 (as astype)
+        np.multiply(mag, phasor, out=self._spectra[n])  # rounded to complex64 like astype
         self._previous[n] = 0.0
         self.n_active = n + 1
         self.frames_in += 1
@@ -393,3 +475,27 @@ class StreamingPhase:
         self.reset()
         head = self.push(mag, phase)
         return np.concatenate([head, self.flush()])[self.latency_samples:]
+
+
+@functools.lru_cache(maxsize=None)
+def _verified_kernels(spec: MelSpec):
+    """``engine.phase_kernels`` compiled and checked to give the numpy path's output, else None.
+
+    Compiles (or loads from numba's cache) on the first ``StreamingPhase`` of a process, so
+    never while audio runs; a missing or failing numba leaves the numpy path."""
+    try:
+        from engine import phase_kernels
+        if phase_kernels.numba is None:
+            return None
+        mag = np.random.default_rng(0).gamma(0.5, 1.0, (spec.n_freqs, 12)).astype(np.float32)
+        # partial start + momentum, and plain Griffin-Lim: every kernel and both rebuilds
+        for config in (PhaseConfig(iterations=2, init="partial"), PhaseConfig(iterations=2, lookahead=1, momentum=0.0)):
+            fast = StreamingPhase(spec, config, fast=False)
+            fast._kernels = phase_kernels
+            if not np.array_equal(fast.offline(mag), StreamingPhase(spec, config, fast=False).offline(mag)):
+                log.warning("numba kernels differ from numpy here: real-time phase keeps to numpy")
+                return None
+    except Exception as exc:  # numba cannot compile here: numpy does the same work, slower
+        log.warning("real-time phase keeps to numpy (numba kernels unavailable: %s)", exc)
+        return None
+    return phase_kernels

@@ -57,9 +57,10 @@ CONFIGS = [PhaseConfig(init=init) for init in INIT_METHODS] + [
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 @pytest.mark.parametrize("source", ["classical", "stft"])
-def test_equals_the_original(mags, config, source):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "numpy"])
+def test_equals_the_original(mags, config, source, fast):
     mag = mags[0] if source == "classical" else mags[1]
-    new, ref = StreamingPhase(SPEC, config), ReferencePhase(SPEC, config)
+    new, ref = StreamingPhase(SPEC, config, fast=fast), ReferencePhase(SPEC, config)
     offline = new.offline(mag)
     np.testing.assert_allclose(offline, ref.offline(mag), rtol=0, atol=ATOL)
     streamed = _stream(new, mag, None, seed=3)
@@ -68,10 +69,11 @@ def test_equals_the_original(mags, config, source):
 
 
 @pytest.mark.parametrize("config", [PhaseConfig(), PhaseConfig(iterations=2, lookahead=1, momentum=0.99)], ids=str)
-def test_equals_the_original_with_handed_in_phases(mags, config):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "numpy"])
+def test_equals_the_original_with_handed_in_phases(mags, config, fast):
     _, mag, angle = mags
     noisy = angle + np.random.default_rng(0).normal(0, 0.5, angle.shape)
-    new, ref = StreamingPhase(SPEC, config), ReferencePhase(SPEC, config)
+    new, ref = StreamingPhase(SPEC, config, fast=fast), ReferencePhase(SPEC, config)
     offline = new.offline(mag, noisy)
     np.testing.assert_allclose(offline, ref.offline(mag, noisy), rtol=0, atol=ATOL)
     streamed = _stream(new, mag, noisy, seed=5)
@@ -88,3 +90,12 @@ def test_a_reused_instance_equals_a_fresh_one(mags):
     phase.reset()
     np.testing.assert_array_equal(phase.offline(mag[:, :40]), first)
     np.testing.assert_array_equal(StreamingPhase(SPEC).offline(mag), phase.offline(mag))
+
+
+def test_the_fast_paths_are_in_use_here():
+    """On this machine the numba kernels and scipy's FFT reproduce numpy's bits, so the engine
+    uses them (if this fails, the engine still works, only slower: see engine.phase)."""
+    pytest.importorskip("numba")
+    phase = StreamingPhase(SPEC)
+    assert phase._kernels is not None
+    assert phase._fft._scipy is not None
