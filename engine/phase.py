@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _ENVELOPE_FLOOR = 1e-10
 _TINY = 1e-12
+_TINY32 = np.float32(_TINY)
 INIT_METHODS = ("gradient", "advance", "partial")
 # Time-frequency spread of the Hann window as a Gaussian's (ltfat's pghi 'hann' constant).
 _HANN_GAMMA = 0.25645
@@ -196,11 +197,13 @@ class StreamingPhase:
         self.n_active_max = config.lookahead + 1
         self.latency_samples = (config.lookahead + self.delay) * self.hop
         self._alpha = config.momentum / (1.0 + config.momentum)
+        self._alpha32 = np.float32(self._alpha)  # as numpy rounds it for complex64 arrays
         # Logical buffer length; its index 0 is sample bo*hop - n_fft/2, so frame t starts at (t - bo) * hop.
         self.length = (config.lookahead + self.delay + 2) * self.hop + self.n_fft
         # bin k advances 2 pi k hop / n_fft radians per frame
         self._centre_step = 2 * np.pi * np.arange(self.n_freqs) * self.hop / self.n_fft
         self._advance = np.exp(1j * self._centre_step).astype(np.complex64)
+        self._slope_gain = self.hop * self.n_fft / (_HANN_GAMMA * spec.win_length ** 2)
         # _active_env[n]: sum of w^2 of n frames at hop spacing (over n-1 hops + n_fft samples)
         self._active_env = [np.zeros(0)]
         for n in range(1, self.n_active_max + 1):
@@ -219,7 +222,7 @@ class StreamingPhase:
         # finite leftovers, transformed and ignored)
         self._fft_rows = _simd_rows(self.n_active_max)
         self._fft = _RealFFT(self.n_fft, self._fft_rows)
-        self._kernels = _verified_kernels(spec) if fast else None
+        self._kernels, self._abs_fused = _verified_kernels(spec) if fast else (None, False)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -260,6 +263,11 @@ class StreamingPhase:
         self._gathered = np.lib.stride_tricks.sliding_window_view(self._signal, per, axis=0).transpose(0, 2, 1)
         self._last_committed = np.zeros(f, dtype=np.complex64)
         self._prev_step = None  # "gradient" start: the previous frame's phase advance
+        # kernel path of the "gradient" start: its two step buffers (this frame's, the last
+        # one's), the phasor and its size
+        self._steps = (np.zeros(f), np.zeros(f))
+        self._phasor = np.zeros(f, np.complex128)
+        self._phasor_size = np.zeros(f)
         self.frames_in = 0       # frames pushed
         self.committed = 0       # frames committed (c)
         self.blocks_out = 0      # blocks popped (bo)
@@ -331,10 +339,9 @@ class StreamingPhase:
         log_mag = np.log(np.maximum(mag, 1e-9))
         slope = np.zeros_like(log_mag)
         slope[1:-1] = 0.5 * (log_mag[2:] - log_mag[:-2])
-        gamma = _HANN_GAMMA * self.spec.win_length ** 2
         # Measured: per-bin slopes beat giving each bin its nearest peak's advance on the
         # blurred pseudo-inverse magnitudes (1.006 vs 1.024 x Griffin-Lim at 4 iterations).
-        return self._centre_step + (self.hop * self.n_fft / gamma) * slope
+        return self._centre_step + self._slope_gain * slope
 
     def _start_phase(self, mag: np.ndarray) -> np.ndarray:
         """Unit phasors for the new frame from what already lies under it (RTISI)."""
@@ -358,6 +365,22 @@ class StreamingPhase:
         unit = np.ones_like(phasor)
         return np.divide(phasor, size, out=unit, where=size > _TINY)
 
+    def _gradient_start(self, mag: np.ndarray, out: np.ndarray) -> None:
+        """``mag`` times the "gradient" start phase into ``out`` (complex64): ``_start_phase``'s
+        arithmetic with the numba kernels (numpy's transcendental functions stay numpy's)."""
+        n_old = self.n_active
+        ref = self._spectra[n_old - 1] if n_old else self._last_committed
+        step = self._steps[0] if self._prev_step is not self._steps[0] else self._steps[1]
+        prev = step if self._prev_step is None else self._prev_step
+        phasor, size = self._phasor, self._phasor_size
+        self._kernels.gradient_phase(np.log(np.maximum(mag, 1e-9)), self._centre_step, np.float32(self._slope_gain),
+                                     prev, self._prev_step is not None, step, phasor)
+        self._prev_step = step
+        np.exp(phasor, out=phasor)
+        np.multiply(ref, phasor, out=phasor)
+        np.abs(phasor, out=size)
+        self._kernels.unit_spectrum(phasor, size, mag, _TINY, out)
+
     def _iterate(self) -> None:
         n = self.n_active
         if n == 0 or self.config.iterations == 0:
@@ -365,31 +388,32 @@ class StreamingPhase:
         num = self._region_num(n + self._blocks_per_frame - 1)
         weights = self._weights(n, n)
         kernels = self._kernels
-        alpha = np.float32(self._alpha)
-        tiny = np.float32(_TINY)
-        spectra, mags, size = self._spectra[:n], self._mags[:n], self._size[:n]
         for _ in range(self.config.iterations):
             wide = self._rebuild(n, num, weights)
-            # momentum, then keep each bin's direction and impose its magnitude (a bin rebuilt
-            # as exactly 0 stays 0)
             if kernels is not None:
-                kernels.momentum(wide, n, alpha, self._previous, self._spectra)
-                np.abs(spectra, out=size)
-                kernels.impose(self._spectra, self._size, self._mags, n, tiny)
-                continue
-            rebuilt = self._rebuilt[:n]
-            np.copyto(rebuilt, wide[:n])
-            if self._alpha:
-                np.multiply(self._alpha, self._previous[:n], out=self._scaled[:n])
-                np.subtract(rebuilt, self._scaled[:n], out=spectra)
-                # the rebuilt spectra are the next momentum memory: swap rather than copy
-                self._previous, self._rebuilt = self._rebuilt, self._previous
+                kernels.project(wide, n, self._alpha32, self._previous, self._mags, _TINY32, self._abs_fused,
+                                self._spectra)
             else:
-                spectra[...] = rebuilt
-            np.abs(spectra, out=size)
-            np.maximum(size, _TINY, out=size)
-            np.divide(mags, size, out=size)
-            np.multiply(spectra, size, out=spectra)
+                self._project(n, wide)
+
+    def _project(self, n: int, wide: np.ndarray) -> None:
+        """Momentum, then keep each bin's direction and impose its magnitude (a bin rebuilt as
+        exactly 0 stays 0): ``wide`` ``(>= n, n_freqs)`` complex128 -> ``_spectra[:n]``
+        (``phase_kernels.project`` in numpy)."""
+        spectra, size = self._spectra[:n], self._size[:n]
+        rebuilt = self._rebuilt[:n]
+        np.copyto(rebuilt, wide[:n])
+        if self._alpha:
+            np.multiply(self._alpha, self._previous[:n], out=self._scaled[:n])
+            np.subtract(rebuilt, self._scaled[:n], out=spectra)
+            # the rebuilt spectra are the next momentum memory: swap rather than copy
+            self._previous, self._rebuilt = self._rebuilt, self._previous
+        else:
+            spectra[...] = rebuilt
+        np.abs(spectra, out=size)
+        np.maximum(size, _TINY, out=size)
+        np.divide(self._mags[:n], size, out=size)
+        np.multiply(spectra, size, out=spectra)
 
     def _commit_oldest(self) -> None:
         n = self.n_active
@@ -429,8 +453,13 @@ class StreamingPhase:
         n = self.n_active
         self._mags[n] = mag
         mag = self._mags[n]
-        phasor = np.exp(1j * np.asarray(phase, dtype=np.float64)) if phase is not None else self._start_phase(mag)
-        np.multiply(mag, phasor, out=self._spectra[n])  # rounded to complex64 like astype
+        if phase is not None:
+            # rounded to complex64 as astype did
+            np.multiply(mag, np.exp(1j * np.asarray(phase, dtype=np.float64)), out=self._spectra[n])
+        elif self.config.init == "gradient" and self._kernels is not None:
+            self._gradient_start(mag, self._spectra[n])
+        else:
+            np.multiply(mag, self._start_phase(mag), out=self._spectra[n])
         self._previous[n] = 0.0
         self.n_active = n + 1
         self.frames_in += 1
@@ -478,24 +507,38 @@ class StreamingPhase:
 
 
 @functools.lru_cache(maxsize=None)
-def _verified_kernels(spec: MelSpec):
-    """``engine.phase_kernels`` compiled and checked to give the numpy path's output, else None.
+def _verified_kernels(spec: MelSpec) -> tuple[Any, bool]:
+    """``(engine.phase_kernels, its complex abs variant)`` compiled and checked to give the
+    numpy path's output, else ``(None, False)``.
 
     Compiles (or loads from numba's cache) on the first ``StreamingPhase`` of a process, so
     never while audio runs; a missing or failing numba leaves the numpy path."""
     try:
         from engine import phase_kernels
         if phase_kernels.numba is None:
-            return None
-        mag = np.random.default_rng(0).gamma(0.5, 1.0, (spec.n_freqs, 12)).astype(np.float32)
+            return None, False
+        rng = np.random.default_rng(0)
+        z = (rng.standard_normal(4096) + 1j * rng.standard_normal(4096) * np.exp(rng.uniform(-9, 9, 4096)))
+        z = (z * np.exp(rng.uniform(-20, 20, 4096))).astype(np.complex64)
+        out = np.empty(z.size, np.float32)
+
+        def abs_matches(fused: bool) -> bool:
+            phase_kernels.complex_abs(z, fused, out)
+            return np.array_equal(out, np.abs(z))
+
+        fused = [f for f in (True, False) if abs_matches(f)]
+        if not fused:
+            log.warning("no numba complex abs matches numpy's here: real-time phase keeps to numpy")
+            return None, False
+        mag = rng.gamma(0.5, 1.0, (spec.n_freqs, 12)).astype(np.float32)
         # partial start + momentum, and plain Griffin-Lim: every kernel and both rebuilds
         for config in (PhaseConfig(iterations=2, init="partial"), PhaseConfig(iterations=2, lookahead=1, momentum=0.0)):
             fast = StreamingPhase(spec, config, fast=False)
-            fast._kernels = phase_kernels
+            fast._kernels, fast._abs_fused = phase_kernels, fused[0]
             if not np.array_equal(fast.offline(mag), StreamingPhase(spec, config, fast=False).offline(mag)):
                 log.warning("numba kernels differ from numpy here: real-time phase keeps to numpy")
-                return None
+                return None, False
     except Exception as exc:  # numba cannot compile here: numpy does the same work, slower
         log.warning("real-time phase keeps to numpy (numba kernels unavailable: %s)", exc)
-        return None
-    return phase_kernels
+        return None, False
+    return phase_kernels, fused[0]
