@@ -531,7 +531,7 @@ def _verified_kernels(spec: MelSpec) -> tuple[Any, bool]:
             log.warning("no numba complex abs matches numpy's here: real-time phase keeps to numpy")
             return None, False
         mag = rng.gamma(0.5, 1.0, (spec.n_freqs, 12)).astype(np.float32)
-        # partial start + momentum, and plain Griffin-Lim: every kernel and both rebuilds
+        # the partial start with momentum, the gradient start without: every kernel, both branches
         for config in (PhaseConfig(iterations=2, init="partial"), PhaseConfig(iterations=2, lookahead=1, momentum=0.0)):
             fast = StreamingPhase(spec, config, fast=False)
             fast._kernels, fast._abs_fused = phase_kernels, fused[0]
