@@ -106,7 +106,8 @@ def _choose_device(device: str | int | None, hostapi: str | None) -> DeviceInfo:
         devices = [d for d in devices if hostapi.lower() in d.hostapi.lower()]
     if not devices:
         where = f" on host API {hostapi!r}" if hostapi else ""
-        raise AudioUnavailable(f"no audio output device{where} (is a sound card or JACK server available?)")
+        wanted = f"; asked for {device!r}" if device is not None else ""
+        raise AudioUnavailable(f"no audio output device{where}{wanted} (is a sound card or JACK server available?)")
     names = "; ".join(f"{d.index}: {d.name} [{d.hostapi}]" for d in devices)
     if device is None or device == "":
         sd = _sounddevice()
