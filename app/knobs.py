@@ -14,6 +14,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDial, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QMenu, QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+from engine.controls import WALK_SPEED, WALK_SPREAD
+
 DIAL_STEPS_PER_SIGMA = 100
 KNOB_SPAN_SIGMA = 3.0
 
@@ -192,7 +194,7 @@ class LatentPanel(QGroupBox):
 
     newPointRequested = Signal()
     seedChosen = Signal(int)
-    walkChanged = Signal(float, float)  # speed 0..1 (engine.controls walk_speed), spread (sigma)
+    walkChanged = Signal(float, float)  # speed 0..1, spread (share that walks): engine.controls
     glideChanged = Signal(float)
     storeRequested = Signal(str)  # "A", "B"
     recallRequested = Signal(str)  # "A", "B"
@@ -222,9 +224,11 @@ class LatentPanel(QGroupBox):
                                    "100% = a new random point every latent step)")
         self.walk_spread = QSlider(Qt.Horizontal)
         self.walk_spread.setMinimumWidth(70)
-        self.walk_spread.setRange(0, 300)  # 0..3 sigma
-        self.walk_spread.setValue(100)
-        self.walk_spread.setToolTip("How far it wanders from the point (sigma)")
+        self.walk_spread.setRange(0, 300)  # 0..3: share of the latent that walks
+        self.walk_spread.setValue(int(round(100 * WALK_SPREAD)))
+        self.walk_speed.setValue(int(round(100 * WALK_SPEED)))
+        self.walk_spread.setToolTip("How much of the sound walks away from the point: 0 = the point held "
+                                    "(a steady sound), 1 = all of it (the prior's own music), above 1 wilder")
         self.walk_readout = QLabel()
         lay.addWidget(QLabel("walk speed"), 1, 0)
         lay.addWidget(self.walk_speed, 1, 1, 1, 3)
@@ -319,7 +323,7 @@ class LatentPanel(QGroupBox):
         self.walkChanged.emit(self.walk_speed.value() / 100.0, self.walk_spread.value() / 100.0)
 
     def _update_walk_readout(self) -> None:
-        self.walk_readout.setText(f"{self.walk_speed.value()}%  {self.walk_spread.value() / 100:.1f}\u03c3")
+        self.walk_readout.setText(f"{self.walk_speed.value()}%  {self.walk_spread.value() / 100:.2f}")
 
 
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

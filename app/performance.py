@@ -26,7 +26,7 @@ import numpy as np
 
 from app.midi import MidiMap
 from app.presets import LatentPoint, Preset
-from engine.controls import Controls, base_point
+from engine.controls import WALK_SPEED, WALK_SPREAD, Controls, base_point
 
 SOURCE_LABELS = {"latent": "Latent", "canvas": "Paint", "file": "File"}
 
@@ -63,8 +63,8 @@ class Performance:
         self.point_b: LatentPoint | None = None
         self.morph: float | None = None  # None: not morphing; else 0..1 between A and B
         self.notes: dict[int, LatentPoint] = {}
-        self.walk_speed = 0.0
-        self.walk_spread = 1.0
+        self.walk_speed = WALK_SPEED
+        self.walk_spread = WALK_SPREAD
         self.walk_seed = 0
         self.glide_seconds = 0.3
         self.glide: Glide | None = None

@@ -38,6 +38,7 @@ import numpy as np
 
 from app.midi import MidiMap
 from engine.atomic import atomic_write_json
+from engine.controls import WALK_SPEED, WALK_SPREAD
 
 PRESET_VERSION = 1
 SOURCES = ("latent", "canvas", "file")  # engine.controls.SOURCES; "paint" is read as "canvas"
@@ -132,8 +133,8 @@ class Preset:
     point_b: LatentPoint | None = None
     note_points: dict[int, LatentPoint] = field(default_factory=dict)
     morph: float = 0.0
-    walk_speed: float = 0.0
-    walk_spread: float = 1.0
+    walk_speed: float = WALK_SPEED
+    walk_spread: float = WALK_SPREAD
     glide_seconds: float = 0.3
     source: str = "latent"
     file: str | None = None
@@ -210,8 +211,8 @@ class Preset:
         return cls(
             name=name, point=point, point_a=a, point_b=b, note_points=notes,
             morph=_number(data.get("morph", 0.0), path, "morph", 0.0, 1.0),
-            walk_speed=_number(walk.get("speed", 0.0), path, "walk.speed", 0.0, 1.0),
-            walk_spread=_number(walk.get("spread", 1.0), path, "walk.spread", 0.0, 8.0),
+            walk_speed=_number(walk.get("speed", WALK_SPEED), path, "walk.speed", 0.0, 1.0),
+            walk_spread=_number(walk.get("spread", WALK_SPREAD), path, "walk.spread", 0.0, 8.0),
             glide_seconds=_number(data.get("glide_seconds", 0.3), path, "glide_seconds", 0.0, 10.0),
             source=source, file=file,
             loop_seconds=_number(data.get("loop_seconds", 4.0), path, "loop_seconds", 0.5, 60.0),

@@ -7,6 +7,8 @@ import signal
 import sys
 import time
 
+from engine.controls import WALK_SPEED, WALK_SPREAD
+
 BUNDLE_HELP = "bundle folder (default: $MELSYNTH_BUNDLE or models/default)"
 
 
@@ -130,9 +132,10 @@ def register(sub) -> None:
     p.add_argument("--png", default=None, help="also write a log-mel spectrogram PNG here")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
     p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")
-    p.add_argument("--walk-speed", type=float, default=0.15,
+    p.add_argument("--walk-speed", type=float, default=WALK_SPEED,
                    help="how fast the latent point wanders (0 = still, 1 = a new point every latent step)")
-    p.add_argument("--walk-spread", type=float, default=1.0, help="how far it wanders, in latent sigma")
+    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD,
+                   help="share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)")
     p.set_defaults(func=run_render)
 
     p = sub.add_parser("play", help="headless performance of a latent walk through the audio device",
@@ -145,8 +148,9 @@ def register(sub) -> None:
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
     p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent point and of its walk")
-    p.add_argument("--walk-speed", type=float, default=0.15, help="latent walk speed (0..1)")
-    p.add_argument("--walk-spread", type=float, default=1.0, help="latent walk spread, in sigma")
+    p.add_argument("--walk-speed", type=float, default=WALK_SPEED, help="latent walk speed (0..1)")
+    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD,
+                   help="share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)")
     p.set_defaults(func=run_play)
 
     p = sub.add_parser("bench", help="engine throughput, knob-to-sound latency, CPU use and soak underruns",

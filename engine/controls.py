@@ -12,9 +12,19 @@ reach a model.
 Latent point (``latent_size`` values, the prior's input)::
 
     base   = morph between point A and point B   (each: explicit vector, or N(0, 1) from a seed)
-    z      = base + sum_i knobs[i] * sigma_i * direction_i + walk_spread * walk_k
+    s      = walk_spread
+    z      = sqrt(max(0, 1 - s^2)) * base + s * walk_k + sum_i knobs[i] * sigma_i * direction_i
     walk_k = seeded Ornstein-Uhlenbeck walk with unit stationary spread, one step per latent step:
              walk_{k+1} = (1 - speed) walk_k + sqrt(1 - (1 - speed)^2) eps_k,  eps_k ~ N(0, 1)
+
+The walk *replaces* part of the point rather than adding to it: for ``s <= 1``
+every step's latent stays N(0, 1), what the prior was trained on (a point plus
+a unit walk would be N(0, 2), and held mostly still). The prior learned music
+from a fresh latent every step, so ``speed = 1, s = 1`` is its own training
+distribution, where it plays notes that start and stop; a held point (``s = 0``)
+makes a steady sound. The knobs shift every step alike, as their directions
+were fitted and verified (``training.prior.direction_fit``). ``s > 1`` wanders
+further than the prior has seen (the base point then no longer counts).
 """
 from __future__ import annotations
 
@@ -27,6 +37,8 @@ import numpy as np
 
 SOURCES = ("latent", "canvas", "file")
 Z_LIMIT = 8.0  # |z| per element after sanitising: far outside any trained N(0, 1) prior
+# Defaults of render, play and the app: most of the latent walks, fast (near the prior's own regime)
+WALK_SPEED, WALK_SPREAD = 0.5, 0.9
 
 
 def _float(value, default: float) -> float:
@@ -47,7 +59,7 @@ class Controls:
     seed_b, point_b: latent point B; None and None = no B (morph ignored)
     morph:        0 = A, 1 = B
     walk_speed:   0 = still .. 1 = a fresh random point every latent step
-    walk_spread:  size of the walk, in latent sigma (0 = no walk)
+    walk_spread:  share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)
     walk_seed:    seed of the walk's noise
     source:       "latent" | "canvas" | "file"
     gain:         linear output gain (before the limiter)
@@ -150,14 +162,14 @@ def latent_point(controls: Controls, directions: Sequence, latent_size: int,
     ``walk``: the unit-spread walk offset of this step (``RandomWalk.offset``), or None.
     """
     with np.errstate(all="ignore"):
+        spread = controls.safe_walk_spread
         z = base_point(controls, latent_size)
+        if walk is not None and spread > 0:
+            z = math.sqrt(max(0.0, 1.0 - spread * spread)) * z + spread * walk
         for value, d in zip(controls.knobs, directions):
             v = _float(value, 0.0)
             if v:
                 z = z + np.clip(v, -1e6, 1e6) * float(d.sigma) * np.asarray(d.vector, dtype=np.float64)
-        spread = controls.safe_walk_spread
-        if walk is not None and spread > 0:
-            z = z + spread * walk
         return sanitize_latent(z)
 
 
@@ -171,8 +183,9 @@ class RandomWalk:
     def __init__(self, latent_size: int, seed: int = 0):
         self.latent_size = latent_size
         self.step_index = 0
-        self.offset = np.zeros(latent_size, dtype=np.float64)
         self.reseed(seed)
+        # start where the walk would be after a long time (unit spread), not at the point
+        self.offset = self._rng.standard_normal(latent_size)
 
     def reseed(self, seed: int) -> None:
         """New noise from here on; the walk continues from where it is."""

@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import atomic_write, atomic_write_bytes
-from engine.controls import Controls
+from engine.controls import WALK_SPEED, WALK_SPREAD, Controls
 from engine.features import MelSpec, log_mel
 from engine.synth import SynthConfig, render_offline
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 
-def walk_controls(seed: int, walk_speed: float = 0.15, walk_spread: float = 1.0) -> Controls:
+def walk_controls(seed: int, walk_speed: float = WALK_SPEED, walk_spread: float = WALK_SPREAD) -> Controls:
     """Latent point from ``seed`` wandering by a walk seeded from it too."""
     return Controls(seed=seed, walk_seed=seed, walk_speed=walk_speed, walk_spread=walk_spread)
 
 
-def render_walk(bundle, seconds: float, seed: int, walk_speed: float = 0.15, walk_spread: float = 1.0,
+def render_walk(bundle, seconds: float, seed: int, walk_speed: float = WALK_SPEED, walk_spread: float = WALK_SPREAD,
                 vocoder: str | None = None, sample_rate: int | None = None,
                 config: SynthConfig = SynthConfig()) -> np.ndarray:
     """``-> (samples,)`` float32 in [-1, 1] at ``sample_rate`` (None = the model rate)."""

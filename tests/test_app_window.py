@@ -318,7 +318,9 @@ def test_grab_live_and_hot_swap_bundle(playing_window, qtbot, tmp_path):
     out = outputs[-1]
     tick(qtbot, out, 60)
     assert w.grab_live_into_canvas()
-    np.testing.assert_array_equal(w.canvas.model.data[:, -50:], w.synth.tap.latest(w.canvas.model.frames)[:, -50:])
+    # the synth plays on while we look: the tap may have moved a few frames past the grab
+    grabbed, live = w.canvas.model.data[:, -50:], w.synth.tap.latest(w.canvas.model.frames + 8)
+    assert any(np.array_equal(grabbed, live[:, live.shape[1] - 50 - k:live.shape[1] - k]) for k in range(9))
     assert w.canvas.model.data.max() > w.canvas.model.silence + 1
 
     other = make_fake_bundle(tmp_path / "other-bundle", name="other-bundle")
