@@ -86,6 +86,13 @@ from engine.safety import SafetyStage
 from engine.sources import CanvasSource, FileSource, LatentSource, SilentSource, file_log_mel
 
 DEFAULT_DEVICE_RATE = 48000
+# The slowest-step memory halves in about 140 steps (~3 s of audio at one frame a step), so a
+# spike (a knob re-run, a prior step) keeps the ring deeper for a while, not for ever.
+_STEP_MAX_DECAY = 0.995
+_WAKE_SLACK_S = 0.001  # the producer's sleep overshoots by up to about this much
+# Assumed slowest step when playing starts, before any is timed: the first seconds (the GUI
+# drawing its first frames, caches warming up) are the likeliest to stall; it decays from there.
+_STEP_S_AT_START = 0.010
 
 
 # --------------------------------------------------------------------------- configuration
@@ -95,7 +102,8 @@ class SynthConfig:
 
     frames_per_step:  mel frames per producer step (1 = lowest knob latency)
     target_ms:        the producer keeps the ring at least this full ...
-    target_blocks:    ... and at least this many device blocks full;
+    target_blocks:    ... and at least this many device blocks full, and at least one block
+                      more than its slowest recent step takes (a prior step, a knob re-run);
     target_max_ms:    each underrun adds 4 ms to the target, up to this much added (0 = never adapt)
     ring_seconds:     ring capacity
     knob_crossfade_frames:   mel crossfade after a knob move (latent source)
@@ -561,6 +569,7 @@ class Synth:
         self._output_live = False  # the output was started (its death then stops the producer)
         self._underruns_seen = 0
         self._target_extra_ms = 0.0  # grown by underruns (adaptive ring target)
+        self._step_s_max = 0.0  # slowest recent producer step, decaying (see _target_samples)
         self._producer: threading.Thread | None = None
         self._stop_producer = threading.Event()
         self._error: str | None = None
@@ -713,7 +722,11 @@ class Synth:
         out = self._output
         block = max(out.blocksize, out.max_frames) if out is not None else 256
         base = max(int(self.config.target_ms * 1e-3 * rate), self.config.target_blocks * max(block, 1))
-        return base + int(self._target_extra_ms * 1e-3 * rate)
+        # A step starts when the ring falls under the target and delivers when it ends: the
+        # device must still find a whole block then, however long that step took.
+        #   fill at start >= target;  fill at delivery = target - step time >= one block (+ wake-up slack)
+        covered = int((self._step_s_max + _WAKE_SLACK_S) * rate) + max(block, 1)
+        return max(base, covered) + int(self._target_extra_ms * 1e-3 * rate)
 
     def _adapt_target(self) -> None:
         """After an underrun, keep more audio queued: this machine needs more slack than planned."""
@@ -757,7 +770,9 @@ class Synth:
                 except Exception as exc:  # noqa: BLE001 - keep the process alive, say why
                     self._error = f"synth pipeline failed: {exc}"
                     return
-                busy += time.perf_counter() - t0
+                took = time.perf_counter() - t0
+                busy += took
+                self._step_s_max = max(took, self._step_s_max * _STEP_MAX_DECAY)
                 produced += chunk.size
                 self._deliver(chunk, rate)
             else:
@@ -788,6 +803,7 @@ class Synth:
             self.ring.reset()
             self._underruns_seen = 0
             self._target_extra_ms = 0.0
+            self._step_s_max = _STEP_S_AT_START
             self._stop_producer.clear()
             self._producer = threading.Thread(target=self._producer_loop, name="synth-producer", daemon=True)
             self._producer.start()
