@@ -25,6 +25,24 @@ def frame_rms(audio, hop=HOP):
     return np.sqrt(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1))
 
 
+@pytest.mark.parametrize("spread", [0.0, 0.5, 0.9, 1.0])
+def test_walk_replaces_part_of_the_point_so_latents_stay_unit_normal(spread):
+    """The prior was trained on N(0, 1) latents: a point plus a walk must not widen them."""
+    from engine.controls import RandomWalk
+
+    size, z = 16, []
+    for seed in range(400):
+        walk = RandomWalk(size, seed=10_000 + seed)
+        for _ in range(3):
+            z.append(latent_point(Controls(seed=seed, walk_speed=0.5, walk_spread=spread), (), size,
+                                  walk.advance(0.5)))
+    z = np.asarray(z)
+    assert abs(z.std() - 1.0) < 0.05 and abs(z.mean()) < 0.05
+    point = latent_point(Controls(seed=3), (), size)
+    walked = latent_point(Controls(seed=3, walk_spread=spread), (), size, np.ones(size))
+    np.testing.assert_allclose(walked, np.sqrt(1 - spread ** 2) * point + spread, rtol=1e-5)
+
+
 def test_latent_source_equals_prior_offline(bundle):
     """Constant controls, no walk: the source is exactly the prior's offline output, denormalised."""
     spec = bundle.mel
@@ -211,6 +229,44 @@ def test_synth_plays_through_a_fake_device(bundle):
     assert count == st.frames_produced or count >= frames.shape[1] > 0
     peak, rms = synth.tap.level()
     assert -120 < rms <= peak <= 0.0
+
+
+class SlowVocoder(FakeVocoder):
+    """Every 8th push stalls for ``stall_s`` (what a prior step or a knob re-run does to a step)."""
+
+    stall_s = 0.015
+
+    def push(self, log_mel):
+        out = super().push(log_mel)
+        if self.pushes % 8 == 0:
+            time.sleep(self.stall_s)
+        return out
+
+
+def test_ring_target_grows_to_cover_the_slowest_step_then_decays(bundle):
+    def load(b, name):
+        return FakePrior(b.mel), SlowVocoder(b.mel, name=name)
+
+    synth = Synth(bundle, config=SynthConfig(target_ms=4.0, target_max_ms=0), controls=Controls(seed=2),
+                  loader=load)
+    out = FakeOutput(48000, 256)
+    assert synth.play(output=out)
+    block_ms = 1e3 * 256 / 48000
+    try:
+        for _ in range(120):  # the device drains the ring; the producer stalls every 8th step
+            out.tick()
+            time.sleep(0.003)
+        target = synth.status().target_ms
+        # the fixed 4 ms target is gone: the ring now holds a stall plus a block
+        assert target >= 1e3 * SlowVocoder.stall_s + block_ms
+        SlowVocoder.stall_s = 0.0                      # stalls stop: the target shrinks again
+        for _ in range(400):
+            out.tick()
+            time.sleep(0.002)
+        assert synth.status().target_ms < target - 2.0
+    finally:
+        SlowVocoder.stall_s = 0.015
+        synth.stop()
 
 
 def test_no_device_is_a_message_and_restart_works(bundle):
