@@ -218,6 +218,17 @@ def test_export_writes_parity_checked_graphs_and_keeps_other_entries(tmp_path, a
     assert float(np.max(np.abs(got - np.clip(expected, -1, 1)))) < 2e-2
     assert (bundle / entry["training"]["weights"]).stat().st_size < 2_000_000
 
+    # A variant sharing the graph (as amplitude_phase_refined does) follows a re-export of it.
+    data = json.loads((bundle / "bundle.json").read_text())
+    data["vocoders"]["neural_refined"] = json.loads(json.dumps(data["vocoders"]["neural"]))
+    (bundle / "bundle.json").write_text(json.dumps(data))
+    train(VocoderTask(task_cfg, ClipSource([clip], SPEC), use_discriminator=False), trainer_cfg, run,
+          RunLimits(max_steps=4, resume=True, progress=False))
+    again = export_vocoder(run, bundle, name="neural", which="last")
+    assert again["streaming"]["sha256"] != entry["streaming"]["sha256"]      # new weights, new file
+    reloaded = load_bundle(bundle, check_graphs=True)                           # checksums hold
+    assert reloaded.vocoder("neural_refined").streaming.sha256 == again["streaming"]["sha256"]
+
 
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path):
     from training.vocoder.export import export_vocoder

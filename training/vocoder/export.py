@@ -269,6 +269,11 @@ def export_vocoder(run_dir: str | os.PathLike, bundle_dir: str | os.PathLike, na
     old = json.loads(json.dumps(data))
     data.setdefault("schema_version", SCHEMA_VERSION)
     data.setdefault("vocoders", {})[name] = entry
+    for other_name, other in data["vocoders"].items():
+        # a variant sharing this graph (amplitude_phase_refined) must name the new file's checksum
+        shared = other.get("streaming") if other_name != name else None
+        if isinstance(shared, dict) and shared.get("file") == streaming["file"]:
+            other["streaming"] = json.loads(json.dumps(streaming))
     if data.get("default_vocoder") not in data["vocoders"]:
         data["default_vocoder"] = name
     write_bundle_json(root, data)
