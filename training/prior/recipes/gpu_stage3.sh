@@ -14,7 +14,9 @@
 #   bash training/prior/recipes/gpu_stage3.sh 7.5
 #
 # The validation figures it prints are against the subset's small test split (a higher floor than
-# the full corpus's): score what comes back with `melsynth eval prior` on the full corpus.
+# the full corpus's): score what comes back with `melsynth eval prior` on the full corpus. The
+# critic comes back too (cont_checkpoint.part*): `python -m training.portable unpack RUN PARTS`
+# gives a checkpoint.pt that `--resume` continues, since a fresh critic sets a trained generator back.
 set -u
 MIN=${1:-7.5}
 DATA=${DATA:-.gpu/prior}
@@ -49,11 +51,13 @@ import sys
 from pathlib import Path
 from training.prior.train import slim_checkpoint
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
-for name in ("cont", "scratch"):
-    try:
-        slim_checkpoint(runs / name, out / f"{name}_best.pt")
-    except Exception as exc:
-        print(f"{name}: {type(exc).__name__}: {exc}")
+try:  # what comes back is capped at 8 files, 64 MiB: the shipped run's best and its whole state
+    slim_checkpoint(runs / "cont", out / "cont_best.pt")                       # 13 MB
+    from training.portable import pack_checkpoint
+    pack_checkpoint(runs / "cont", out / "cont_checkpoint")                   # 3 parts, 42 MB: --resume later
+except Exception as exc:
+    print(f"cont: {type(exc).__name__}: {exc}")
 P
-tar -C "$W/runs" -czf "$OUTDIR/logs.tgz" --exclude=checkpoint.pt --exclude=best_generator.pt --exclude=prior_reference.npz .
+tar -C "$W/runs" -czf "$OUTDIR/logs.tgz" --exclude=checkpoint.pt --exclude=best_generator.pt \
+  --exclude=prior_reference.npz --exclude=tb .
 ls -la "$OUTDIR"
