@@ -2,7 +2,7 @@
 
 ``directions.regress_directions`` finds the *average small-shift* effect of the
 latent on a property (a regression slope). A knob, though, moves every step of
-the stream by up to ``2.5 sigma`` along its vector, far outside the linear
+the stream by up to ``3 sigma`` (the app's span) along its vector, far outside the linear
 regime: for a prior with a lively output the regression's "activity" direction
 at ``+2 sigma`` drives the output into near silence (activity *falls* in 87% of
 starting points). So each regressed direction is only the starting point of a
