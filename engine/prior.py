@@ -71,14 +71,6 @@ class Prior:
         """Back to the zero state of a fresh stream."""
         self._state = [s.zeros() for s in self._state_specs]
 
-    def get_state(self) -> list[np.ndarray]:
-        """Snapshot of the streaming state (the engine re-runs a step from it when a knob moves)."""
-        return list(self._state)  # steps replace the arrays, never write into them
-
-    def set_state(self, state: list[np.ndarray]) -> None:
-        """Continue the stream from a ``get_state()`` snapshot."""
-        self._state = [np.asarray(s, dtype=np.float32) for s in state]
-
     def get_state(self) -> tuple[np.ndarray, ...]:
         """The stream's state now (copies): ``set_state`` of it re-runs the next step from here.
 
