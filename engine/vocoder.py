@@ -62,8 +62,11 @@ DEFAULT_MAGNITUDE_ITERATIONS = 3
 
 def safe_audio(audio: np.ndarray) -> np.ndarray:
     """Finite float32 within [-1, 1] (NaN and infinities become 0)."""
-    audio = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(audio, -1.0, 1.0)
+    audio = np.array(audio, dtype=np.float32)  # a copy: never hand out a view of a stream's buffers
+    if audio.size == 0 or float(np.abs(audio).max()) <= 1.0:  # NaN fails the test: the careful path
+        return audio  # the common case in 3 us; nan_to_num + clip took 24 us a frame
+    audio = np.nan_to_num(audio, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(audio, -1.0, 1.0, out=audio)
 
 
 class Vocoder:

@@ -32,16 +32,26 @@ def _train_prior(args: argparse.Namespace) -> int:
         prior = PriorConfig.from_dict(saved["task"]["prior"])
         spec = MelSpec.from_dict(saved["task"]["mel"])
         trainer = TrainerConfig.from_dict(saved["trainer"])
+        distill = saved["task"].get("distill")
     else:
         data = load_config_file(args.config) if args.config else {}
         prior = PriorConfig.from_dict(data.get("prior", {}))
         trainer = default_trainer_config(**data.get("trainer", {}))
         spec = MelSpec()
-    task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle,
-                     reference_cache=run / REFERENCE_FILE)
+        distill = data.get("distill")
+        if args.teacher is not None:
+            distill = {**(distill or {}), "teacher": str(args.teacher)}
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
                        progress=not args.no_progress)
     try:
+        if distill is not None:
+            from training.prior.distill import DistillConfig, DistillTask
+
+            task = DistillTask(prior, DistillConfig.from_dict(distill), args.corpus, spec,
+                               reference_cache=run / REFERENCE_FILE)
+        else:
+            task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle,
+                             reference_cache=run / REFERENCE_FILE)
         if args.init is not None:
             if args.resume:
                 raise TrainError("--init starts a new run; it cannot be combined with --resume")
@@ -71,6 +81,9 @@ def register_train(group_sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--init", type=Path, default=None,
                    help="start the generator from this checkpoint's weights (a new critic); e.g. another design's run")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="learn from this trained prior's outputs instead of the GAN game (a run folder or "
+                        "checkpoint; training.prior.distill); the config's 'distill' object sets the rest")
     p.add_argument("--vocoder-bundle", default=None,
                    help="bundle whose vocoder renders TensorBoard audio; unset: $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (background runs)")

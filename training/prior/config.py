@@ -153,7 +153,8 @@ class PriorConfig:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A ``--config`` JSON file: ``{"prior": {...PriorConfig}, "trainer": {...training.gan.TrainConfig}}``."""
+    """A ``--config`` JSON file: ``{"prior": {...PriorConfig}, "trainer": {...training.gan.TrainConfig}}``,
+    optionally ``"distill": {...training.prior.distill.DistillConfig}`` (learn from a teacher prior)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
@@ -161,6 +162,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict) or set(data) - {"prior", "trainer"}:
-        raise ConfigError(f"{path}: expected an object with keys 'prior' and/or 'trainer'")
+    if not isinstance(data, dict) or set(data) - {"prior", "trainer", "distill"}:
+        raise ConfigError(f"{path}: expected an object with keys 'prior', 'trainer' and/or 'distill'")
     return data
