@@ -207,6 +207,8 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
         wall = time.perf_counter() - wall0
         cpu = (time.process_time() - cpu0) / wall
         st = synth.status()
+        ring = synth.ring
+        at = {"first": ring.first_underrun_at, "last": ring.last_underrun_at}
         dev = synth.output
         flags = dev.status_flags if dev is not None else 0
         synth.stop()
@@ -217,7 +219,9 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
     return {"soak_seconds": wall, "soak_underruns": st.underruns, "soak_host_status_flags": flags,
             "soak_device": st.device, "soak_rate": st.sample_rate, "soak_blocksize": st.blocksize,
             "soak_hog": hog, "soak_ring_target_ms_end": st.target_ms, "soak_cpu_producer": st.cpu_load,
-            "soak_cpu_process": cpu, "soak_error": st.error}
+            "soak_cpu_process": cpu, "soak_error": st.error,
+            # when, in seconds of audio played (None: no underrun): start-up gap or later stall?
+            **{f"soak_{k}_underrun_s": (v / st.sample_rate if v >= 0 else None) for k, v in at.items()}}
 
 
 def run_bench(bundle=None, vocoder: str | None = None, seconds: float = 10.0, moves: int = 200,

@@ -35,6 +35,8 @@ class RingBuffer:
         self._read = 0  # consumer-owned counter
         self.underruns = 0  # consumer-owned: callbacks that got fewer samples than asked
         self.underrun_samples = 0  # consumer-owned: samples zero-filled
+        self.first_underrun_at = -1  # consumer-owned: read position of the first and the latest
+        self.last_underrun_at = -1  # underrun (-1: none), to tell a start-up gap from a later stall
 
     # ------------------------------------------------------------------ both sides
     @property
@@ -74,6 +76,7 @@ class RingBuffer:
         """Empty the ring. Only while neither side is running."""
         self._written = self._read = 0
         self.underruns = self.underrun_samples = 0
+        self.first_underrun_at = self.last_underrun_at = -1
 
     # ------------------------------------------------------------------ consumer
     def read_into(self, out: np.ndarray) -> int:
@@ -94,6 +97,9 @@ class RingBuffer:
             n = 0
         if n < want:
             out[n:] = 0.0
+            if self.underruns == 0:
+                self.first_underrun_at = self._read
+            self.last_underrun_at = self._read
             self.underruns += 1
             self.underrun_samples += want - n
         return n

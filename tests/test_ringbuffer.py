@@ -34,14 +34,21 @@ def test_write_never_overwrites_unread_samples():
 
 def test_underrun_zero_fills_and_counts():
     ring = RingBuffer(16)
-    ring.write(np.full(3, 0.5, np.float32))
+    ring.write(np.full(11, 0.5, np.float32))
     out = np.full(8, 9.0, np.float32)
+    assert ring.read_into(out) == 8 and ring.first_underrun_at == -1
     assert ring.read_into(out) == 3
     np.testing.assert_array_equal(out, [0.5, 0.5, 0.5, 0, 0, 0, 0, 0])
     assert ring.underruns == 1 and ring.underrun_samples == 5
     assert ring.read_into(out) == 0
     assert not out.any()
     assert ring.underruns == 2 and ring.underrun_samples == 13
+    assert (ring.first_underrun_at, ring.last_underrun_at) == (11, 11)  # where playback stood
+    ring.write(np.ones(2, np.float32))
+    ring.read_into(out)
+    assert (ring.first_underrun_at, ring.last_underrun_at) == (11, 13)
+    ring.reset()
+    assert (ring.first_underrun_at, ring.last_underrun_at, ring.underruns) == (-1, -1, 0)
 
 
 def test_reads_into_a_strided_channel_view():
