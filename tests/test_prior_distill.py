@@ -116,13 +116,20 @@ def test_cli_trains_a_student_and_resumes_it(corpus, teacher_file, tmp_path, cap
 
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps({"prior": student_config().to_dict(),
-                                  "trainer": {"batch_size": 2, "validate_minutes": 60, "warmup_steps": 0},
+                                  "trainer": {"batch_size": 2, "validate_minutes": 60, "validate_steps": 2,
+                                              "warmup_steps": 0},
                                   "distill": {"sequence_steps": 4}}))
     run = tmp_path / "run"
     base = ["train", "prior", "--corpus", str(corpus), "--run", str(run), "--no-progress"]
     assert main(base + ["--config", str(config), "--teacher", str(teacher_file), "--steps", "2"]) == 0
     assert main(base + ["--resume", "--steps", "3"]) == 0   # the teacher comes from the saved config
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+    bundle = tmp_path / "bundle"
+    assert main(["export", "prior", str(run), "--bundle", str(bundle), "--no-directions"]) == 0
+    training = json.loads((bundle / "bundle.json").read_text())["prior"]["training"]
+    assert training["distill"]["teacher"] == str(teacher_file)   # where the student came from
+    curve = training["learning_curve"]                          # and how it learned, per CPU-hour
+    assert curve["step"][0] == 2 and len(curve["fd_ratio"]) == len(curve["cpu_hours"]) >= 1
     capsys.readouterr()
     missing = tmp_path / "nowhere.pt"
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(tmp_path / "r2"), "--config", str(config),

@@ -122,11 +122,35 @@ def _export_prior(args: argparse.Namespace) -> int:
         print(format_report(figures["eval"]))
     training = {"run": str(Path(args.run).resolve()), "checkpoint": info["source"], "step": info["step"],
                 "weights": "raw" if args.raw_weights else "ema", "prior_config": info["task"]["prior"]}
+    if info["task"].get("distill"):
+        training["distill"] = info["task"]["distill"]
+    curve = run_learning_curve(Path(info["source"]).parent)
+    if curve:
+        training["learning_curve"] = curve
     entry = export_prior(generator, args.bundle, spec, directions, training, figures)
     load_bundle(args.bundle)  # the engine's own validation of what was written
     print(f"wrote the prior into {Path(args.bundle) / 'bundle.json'} ({len(entry['directions'])} directions; "
           f"parity {entry['figures']['parity']})")
     return 0
+
+
+def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb")) -> dict:
+    """The run's ``learning_curve.csv`` as ``{column: [values]}`` (rounded), or ``{}`` without one."""
+    import csv
+
+    from training.gan import CURVE
+
+    path = Path(run_dir) / CURVE
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    curve = {}
+    for c in columns:
+        values = [r.get(c) for r in rows]
+        if values and all(v not in (None, "") for v in values):
+            curve[c] = [int(float(v)) if c == "step" else round(float(v), 4) for v in values]
+    return curve
 
 
 def register_export(group_sub) -> None:
