@@ -135,3 +135,45 @@ def test_cli_trains_a_student_and_resumes_it(corpus, teacher_file, tmp_path, cap
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(tmp_path / "r2"), "--config", str(config),
                  "--teacher", str(missing), "--steps", "1", "--no-progress"]) == 2
     assert "nowhere.pt" in capsys.readouterr().err
+
+
+def test_a_shipped_bundle_is_a_teacher(corpus, tmp_path):
+    """The teacher can come from models/ alone: its weights are read back out of the ONNX graph, exactly."""
+    from training.prior.export import export_prior
+    from training.prior.from_bundle import generator_from_bundle
+    from training.prior.model import Generator
+
+    torch.manual_seed(4)
+    original = Generator(tiny_generator_config()).eval()
+    with torch.no_grad():
+        for p in original.parameters():
+            p.add_(0.05 * torch.randn_like(p))   # biases off zero too: every weight must travel
+    bundle = tmp_path / "bundle"
+    export_prior(original, bundle, training={"prior_config": tiny_prior_config().to_dict()})
+    rebuilt = generator_from_bundle(bundle)
+    z = torch.randn(2, 8, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(z), original(z), atol=1e-5, rtol=0)
+    task = DistillTask(student_config(), DistillConfig(teacher=str(bundle), sequence_steps=4), corpus)
+    assert sum(p.numel() for p in task.teacher.parameters()) == sum(p.numel() for p in rebuilt.parameters())
+
+    data = json.loads((bundle / "bundle.json").read_text())
+    data["prior"]["training"] = {}
+    (bundle / "bundle.json").write_text(json.dumps(data))
+    with pytest.raises(TrainError, match="bundle.json.*generator configuration"):
+        generator_from_bundle(bundle)
+
+
+def test_the_shipped_distillation_recipe_loads_and_its_teacher_is_in_the_repository():
+    from pathlib import Path
+
+    from training.prior.config import PriorConfig, load_config_file
+    from training.prior.from_bundle import is_bundle
+
+    root = Path(__file__).resolve().parents[1]
+    data = load_config_file(root / "training/prior/recipes/distill_small.json")
+    distill = DistillConfig.from_dict(data["distill"])
+    student = PriorConfig.from_dict(data["prior"]).generator
+    assert student.channels == (128, 128, 96)
+    assert is_bundle(root / distill.teacher) and is_bundle(root / distill.directions_bundle)
+    default_trainer_config(**data["trainer"])

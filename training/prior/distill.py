@@ -42,6 +42,7 @@ from torch import nn
 from engine.features import MelSpec
 from training.gan import LossOutput, TrainError, unwrap
 from training.prior.config import ConfigError, PriorConfig, _from_dict
+from training.prior.from_bundle import generator_from_bundle, is_bundle
 from training.prior.train import PriorTask, load_generator
 
 
@@ -49,7 +50,7 @@ from training.prior.train import PriorTask, load_generator
 class DistillConfig:
     """What the student learns from (saved with the run)."""
 
-    teacher: str = ""                 # a prior run folder or checkpoint (``load_generator``)
+    teacher: str = ""                 # a bundle folder (its prior), or a prior run folder or checkpoint
     directions_bundle: str = ""       # bundle whose prior directions are the knobs; "" = no knob offsets
     sequence_steps: int = 10          # latent steps per training sequence, from zero state
     walk_fraction: float = 0.5        # share of sequences drawn as the engine's walk (else iid)
@@ -138,7 +139,10 @@ class DistillTask(PriorTask):
         if teacher is None:
             if not distill.teacher:
                 raise TrainError("distillation needs a teacher: DistillConfig.teacher is empty")
-            teacher, _ = load_generator(distill.teacher)
+            if is_bundle(distill.teacher):  # a shipped prior: rebuildable from the repository alone
+                teacher = generator_from_bundle(distill.teacher)
+            else:
+                teacher, _ = load_generator(distill.teacher)
         g = config.generator
         if (teacher.latent_size, teacher.latent_frames) != (g.latent_size, g.latent_frames):
             raise TrainError(f"teacher {distill.teacher or '(given)'}: latent_size {teacher.latent_size}, "
