@@ -21,6 +21,9 @@ Figures (all models on 1 intra-op + 1 inter-op thread):
       device callback k covers ring [pos_k, pos_k + 256): first k with pos_k + 256 > P
       latency = t_k - t0 + device_latency
 
+* ``latency_ms_frame_heard_median`` the median plus the vocoder's own latency: when the first
+  mel frame made with the move is centred in what plays (the classical vocoder's RTISI-LA
+  look-ahead is most of it)
 * ``cpu_producer`` producer busy time / audio time; ``cpu_process`` process CPU / wall
   (all threads: producer, fake device, this one) while playing.
 * ``soak_underruns`` callbacks that found the ring short during ``--soak`` seconds on a
@@ -235,6 +238,10 @@ def run_bench(bundle=None, vocoder: str | None = None, seconds: float = 10.0, mo
     out.update(bench_models(bundle, vocoder, seconds, loader))
     out.update(bench_chain(bundle, vocoder, seconds, config, loader))
     out.update(bench_latency(bundle, vocoder, moves, config, loader))
+    if out.get("latency_ms_median") is not None:
+        # latency_ms_* ends at the first sample computed with the move; the vocoder's look-ahead
+        # (its latency_samples) passes before the first frame made with it is centred in what plays
+        out["latency_ms_frame_heard_median"] = out["latency_ms_median"] + out["vocoder_latency_ms"]
     if soak > 0:
         out.update(bench_soak(bundle, soak, vocoder, device, hog, config, loader, hostapi))
     out["config"] = asdict(config)

@@ -71,3 +71,5 @@ def test_bench_json_has_every_figure(tiny, capsys):
     assert res["latency_moves"] >= 15
     assert res["latency_ms_median"] <= res["latency_ms_max"]
     assert res["latency_ms_median"] >= res["latency_device_ms"]  # includes the device's own latency
+    assert res["latency_ms_frame_heard_median"] == pytest.approx(res["latency_ms_median"]
+                                                                 + res["vocoder_latency_ms"])
