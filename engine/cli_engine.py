@@ -110,8 +110,14 @@ def run_bench(args: argparse.Namespace) -> int:
     device = args.device
     if device is not None and device.strip().lstrip("-").isdigit():
         device = int(device)
+    from engine.synth import SynthConfig
+
+    try:
+        config = SynthConfig(frames_per_step=args.frames_per_step)
+    except ValueError as exc:
+        raise _error(f"--frames-per-step: {exc}") from exc
     res = bench(bundle, args.vocoder, seconds=args.stage_seconds, moves=args.moves, soak=args.soak, hog=args.hog,
-                device=device, hostapi=args.hostapi)
+                device=device, hostapi=args.hostapi, config=config)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -163,6 +169,8 @@ def register(sub) -> None:
     p.add_argument("--hostapi", default=None, help="soak on this host API's device, e.g. JACK")
     p.add_argument("--moves", type=int, default=200, help="random knob moves for the latency figure")
     p.add_argument("--stage-seconds", type=float, default=10.0, help="audio seconds per throughput figure")
+    p.add_argument("--frames-per-step", type=int, default=1,
+                   help="mel frames per producer step: more is faster, and every frame adds ~23 ms of latency")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
     p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")
     p.set_defaults(func=run_bench)

@@ -73,3 +73,12 @@ def test_bench_json_has_every_figure(tiny, capsys):
     assert res["latency_ms_median"] >= res["latency_device_ms"]  # includes the device's own latency
     assert res["latency_ms_frame_heard_median"] == pytest.approx(res["latency_ms_median"]
                                                                  + res["vocoder_latency_ms"])
+    assert res["frames_per_step"] == 1 == res["config"]["frames_per_step"]
+
+
+def test_bench_takes_the_step_size_and_refuses_a_bad_one(tiny, capsys):
+    args = ["bench", "--json", "--moves", "5", "--stage-seconds", "0.5", "--bundle", str(tiny)]
+    assert main(args + ["--frames-per-step", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames_per_step"] == 3
+    assert main(args + ["--frames-per-step", "0"]) == 2
+    assert "--frames-per-step" in capsys.readouterr().err
