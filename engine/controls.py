@@ -29,6 +29,7 @@ further than the prior has seen (the base point then no longer counts).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -137,21 +138,36 @@ def _vector(point: Sequence[float] | None, seed: int | None, latent_size: int) -
 
 def sanitize_latent(z: np.ndarray) -> np.ndarray:
     """NaN -> 0, +-inf and huge -> +-Z_LIMIT; float32."""
+    z = np.asarray(z)
+    if z.dtype.kind == "f" and z.size and float(np.abs(z).max()) <= Z_LIMIT:  # NaN fails: careful path
+        return z.astype(np.float32)
     z = np.nan_to_num(np.asarray(z, dtype=np.float64), nan=0.0, posinf=Z_LIMIT, neginf=-Z_LIMIT)
     return np.clip(z, -Z_LIMIT, Z_LIMIT).astype(np.float32)
 
 
 def base_point(controls: Controls, latent_size: int) -> np.ndarray:
     """Point A, or the morph of A and B (norm interpolated, so the middle is not a quiet shrunk point)."""
-    a = sanitize_latent(_vector(controls.point_a, controls.seed, latent_size)).astype(np.float64)
-    if controls.point_b is None and controls.seed_b is None:
+    key = (controls.point_a, controls.seed, controls.point_b, controls.seed_b, controls.safe_morph, latent_size)
+    try:
+        return _cached_base_point(*key).copy()
+    except TypeError:  # an unhashable seed (a list from a broken preset): compute it uncached
+        return _base_point(*key)
+
+
+def _base_point(point_a, seed, point_b, seed_b, morph: float, latent_size: int) -> np.ndarray:
+    a = sanitize_latent(_vector(point_a, seed, latent_size)).astype(np.float64)
+    if point_b is None and seed_b is None:
         return a
-    b = sanitize_latent(_vector(controls.point_b, controls.seed_b, latent_size)).astype(np.float64)
-    m = controls.safe_morph
-    mix = (1.0 - m) * a + m * b
+    b = sanitize_latent(_vector(point_b, seed_b, latent_size)).astype(np.float64)
+    mix = (1.0 - morph) * a + morph * b
     norm = float(np.linalg.norm(mix))
-    target = (1.0 - m) * float(np.linalg.norm(a)) + m * float(np.linalg.norm(b))
+    target = (1.0 - morph) * float(np.linalg.norm(a)) + morph * float(np.linalg.norm(b))
     return mix * (target / norm) if norm > 1e-9 else mix
+
+
+# A knob move re-runs the prior with the same base point, and drawing a seeded point (a new
+# Generator) cost more than the rest of the latent arithmetic together.
+_cached_base_point = functools.lru_cache(maxsize=32)(_base_point)
 
 
 def latent_point(controls: Controls, directions: Sequence, latent_size: int,
@@ -195,6 +211,21 @@ class RandomWalk:
         except (TypeError, ValueError, OverflowError):
             s = 0
         self._rng = np.random.Generator(np.random.PCG64(s))
+
+    def snapshot(self) -> tuple:
+        """Where the walk is (offset, step, seed, noise state): ``restore`` goes back to it."""
+        return self.offset.copy(), self.step_index, self.seed, self._rng.bit_generator.state
+
+    def restore(self, snap: tuple) -> None:
+        """Back to ``snap``; a reseed since then is kept (the noise starts afresh from the new seed,
+        as it would have had the reseed come first)."""
+        offset, step_index, seed, noise = snap
+        self.offset = offset.copy()
+        self.step_index = step_index
+        if seed == self.seed:
+            self._rng.bit_generator.state = noise
+        else:
+            self.reseed(self.seed)
 
     def advance(self, speed: float) -> np.ndarray:
         if speed > 0:

@@ -17,6 +17,9 @@ Latent source timing (one prior step = ``latent_frames`` frames; here 8 for the 
 So a knob move is heard at the next frame, not at the next latent step, and the
 crossfade keeps it from clicking. This needs the prior's streaming state
 (``Prior.get_state/set_state``); a prior without them hears the move at its next step.
+
+``prepare()`` does that re-run, or the next latent step, before the frames are asked for
+(the producer calls it while the ring is full). The frames are the same either way.
 """
 from __future__ import annotations
 
@@ -70,10 +73,13 @@ class LatentSource:
         self._fade_start = self._fade_end = 0
         self._pos = self.latent_frames
         self._state_before = None
+        self._walk_before = None  # the walk before this step's advance (a recompute redoes it)
+        self._undo = None  # (pos, frames, fade...) before a re-run no frame has been emitted since
         self._dirty = False
         self._can_rerun = hasattr(prior, "get_state") and hasattr(prior, "set_state")
         self.steps = 0  # prior steps run for new latent steps
         self.reruns = 0  # prior steps re-run for knob moves
+        self.prepared = 0  # prepare() calls that did prior work ahead of the frames
 
     @property
     def controls(self) -> Controls:
@@ -103,11 +109,21 @@ class LatentSource:
     def _new_step(self) -> None:
         if self._can_rerun:
             self._state_before = self.prior.get_state()
+            self._walk_before = self._walk.snapshot()
         self._walk_offset = self._walk.advance(self._controls.safe_walk_speed).copy()
         self._frames = self._run_prior()
         self._fade_from = None
+        self._undo = None
         self._pos = 0
         self.steps += 1
+
+    def _recompute_step(self) -> None:
+        """Nothing of this step heard yet: compute it again as if the new controls had come first."""
+        self._walk.restore(self._walk_before)
+        self._walk_offset = self._walk.advance(self._controls.safe_walk_speed).copy()
+        self.prior.set_state(self._state_before)
+        self._frames = self._run_prior()
+        self._fade_from = None
 
     def _emitted_version(self) -> np.ndarray:
         """The step's frames as they would be emitted from now on (an unfinished fade applied)."""
@@ -123,6 +139,11 @@ class LatentSource:
         return (p - self._fade_start + 1) / (self._fade_end - self._fade_start + 1)
 
     def _rerun(self) -> None:
+        if self._undo is not None and self._undo[0] == self._pos:
+            # re-run again before a frame was emitted (prepare() ran, then another move came):
+            # fade from what was playing before the first re-run, as one re-run would
+            _, self._frames, self._fade_from, self._fade_start, self._fade_end = self._undo
+        self._undo = (self._pos, self._frames, self._fade_from, self._fade_start, self._fade_end)
         old = self._emitted_version()
         self.prior.set_state(self._state_before)
         self._frames = self._run_prior()
@@ -130,6 +151,33 @@ class LatentSource:
         self._fade_start = self._pos
         self._fade_end = min(self.latent_frames, self._pos + self.crossfade_frames)
         self.reruns += 1
+
+    def _settle(self) -> None:
+        """Apply a pending move of the latent point: re-run (or recompute) the current step."""
+        if self._dirty:
+            self._dirty = False
+            if self._can_rerun and self._frames is not None and 0 < self._pos < self.latent_frames:
+                self._rerun()
+            elif self._can_rerun and self._frames is not None and self._pos == 0:
+                self._recompute_step()
+
+    def prepare(self) -> bool:
+        """Do now the prior work the next ``next_frames`` would do; True if there was any.
+
+        The producer calls this while the ring is full, so a knob's re-run or the next
+        latent step does not lengthen the step that must deliver audio in time (the ring
+        target covers the slowest step). What comes out is the same as without it: a
+        second move before the next frame re-runs from the same starting point
+        (``_rerun``), and a step computed ahead is recomputed, walk included, if the
+        controls change before its first frame (``_recompute_step``).
+        """
+        work = self._dirty
+        self._settle()
+        if self._pos >= self.latent_frames:
+            self._new_step()
+            work = True
+        self.prepared += work
+        return work
 
     def next_frames(self, k: int) -> np.ndarray:
         p = self._pos
@@ -139,15 +187,7 @@ class LatentSource:
             return self._frames[:, p:p + k].copy()
         out = np.empty((self.spec.n_mels, k), dtype=np.float32)
         for i in range(k):
-            if self._dirty:
-                self._dirty = False
-                if self._can_rerun and self._frames is not None and 0 < self._pos < self.latent_frames:
-                    self._rerun()
-                elif self._can_rerun and self._frames is not None and self._pos == 0:
-                    # nothing of this step heard yet: recompute it outright
-                    self.prior.set_state(self._state_before)
-                    self._frames = self._run_prior()
-                    self._fade_from = None
+            self._settle()
             if self._pos >= self.latent_frames:
                 self._new_step()
             p = self._pos

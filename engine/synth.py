@@ -93,6 +93,10 @@ _WAKE_SLACK_S = 0.001  # the producer's sleep overshoots by up to about this muc
 # Assumed slowest step when playing starts, before any is timed: the first seconds (the GUI
 # drawing its first frames, caches warming up) are the likeliest to stall; it decays from there.
 _STEP_S_AT_START = 0.010
+# Assumed slowest prior work done ahead (a knob's re-run, a latent step) before any is timed. Low,
+# because it only decides whether the ring can spare the time: a slower one than assumed eats into
+# the ring's wake-up slack once, and sets the estimate from then on.
+_PREPARE_S_AT_START = 0.003
 
 
 # --------------------------------------------------------------------------- configuration
@@ -458,6 +462,17 @@ class Pipeline:
         w = ((self._source_fade_pos + np.arange(k) + 1.0) / (n + 1.0)).clip(0.0, 1.0).astype(np.float32)
         return prev + (cur - prev) * w[None, :]
 
+    def prepare(self) -> bool:
+        """Prior work of the next step, done ahead (``LatentSource.prepare``); True if there was any.
+
+        Only while the latent source is being heard: a source that is not pulled must not
+        advance, or a later switch back would start elsewhere than an offline replay does.
+        """
+        if self.source != "latent" and self._prev_source != "latent":
+            return False
+        latent = self.chain.latent
+        return latent.prepare() if hasattr(latent, "prepare") else False
+
     def step(self) -> np.ndarray:
         """One producer step: ``frames_per_step`` mel frames -> device-rate float32 samples."""
         k = self.config.frames_per_step
@@ -570,6 +585,8 @@ class Synth:
         self._underruns_seen = 0
         self._target_extra_ms = 0.0  # grown by underruns (adaptive ring target)
         self._step_s_max = 0.0  # slowest recent producer step, decaying (see _target_samples)
+        self._prepare_s_max = _PREPARE_S_AT_START  # slowest recent _prepare_ahead, decaying
+        self._prepare_busy = 0.0  # seconds spent in _prepare_ahead (counted in cpu_load)
         self._producer: threading.Thread | None = None
         self._stop_producer = threading.Event()
         self._error: str | None = None
@@ -749,6 +766,26 @@ class Synth:
                 self._listener_errors += 1
                 self._error = f"audio listener failed: {exc}"
 
+    def _prepare_ahead(self, fill: int, target: int, rate: int) -> bool:
+        """While the ring is above target, apply waiting commands and run the prior work of the
+        next step (a knob's re-run, the next latent step), if the ring can spare the time.
+
+        That work then no longer lengthens the step that must deliver in time, so the ring
+        target (which covers the slowest step) and with it the knob latency shrink. The
+        output is the same as doing it in the step (``LatentSource.prepare``).
+        """
+        spare_s = (fill - target) / rate
+        if spare_s < self._prepare_s_max + _WAKE_SLACK_S:
+            return False
+        t0 = time.perf_counter()
+        self._drain()
+        worked = self._pipeline.prepare()
+        took = time.perf_counter() - t0
+        if worked:
+            self._prepare_s_max = max(took, self._prepare_s_max * _STEP_MAX_DECAY)
+        self._prepare_busy += took
+        return worked
+
     def _producer_loop(self) -> None:
         _raise_thread_priority()
         rate = self._pipeline.out_rate
@@ -775,10 +812,14 @@ class Synth:
                 self._step_s_max = max(took, self._step_s_max * _STEP_MAX_DECAY)
                 produced += chunk.size
                 self._deliver(chunk, rate)
+            elif self._prepare_ahead(fill, target, rate):
+                pass  # the prior ran while the ring was full; look at the ring again
             else:
                 time.sleep(min(0.002, max(0.0002, (fill - target) / rate)))
             now = time.perf_counter()
             if now - window_start > 0.5 and produced:
+                busy += self._prepare_busy
+                self._prepare_busy = 0.0
                 self._cpu_load = busy / (produced / rate)
                 busy, produced, window_start = 0.0, 0, now
 
@@ -804,6 +845,7 @@ class Synth:
             self._underruns_seen = 0
             self._target_extra_ms = 0.0
             self._step_s_max = _STEP_S_AT_START
+            self._prepare_s_max = _PREPARE_S_AT_START
             self._stop_producer.clear()
             self._producer = threading.Thread(target=self._producer_loop, name="synth-producer", daemon=True)
             self._producer.start()

@@ -369,3 +369,86 @@ def test_a_vocoder_that_raises_is_reset_and_answered_with_silence(bundle):
     failed = int(np.argmin(rms))
     assert 3 <= failed <= 8 and rms[failed] < 0.1 * np.median(rms)  # the failed frame is (nearly) silent ...
     assert rms[failed + 1:].min() > 0.3 * np.median(rms)  # ... and the music goes on
+
+
+def _prepare_schedule(seed: int, n: int = 70):
+    """Random knob moves, walk changes and reseeds between random-size pulls (the same for both runs)."""
+    rng = np.random.default_rng(seed)
+    c = Controls(seed=4, walk_speed=0.4, walk_spread=0.8, walk_seed=1)
+    plan = []
+    for _ in range(n):
+        cmds = []
+        for _ in range(int(rng.integers(0, 3))):
+            r = rng.random()
+            if r < 0.6:
+                c = c.with_knob(int(rng.integers(0, 2)), float(rng.normal() * 2))
+            elif r < 0.8:
+                c = c.replace(walk_speed=float(rng.uniform(0, 1)))
+            else:
+                c = c.replace(walk_seed=int(rng.integers(0, 5)))
+            cmds.append(c)
+        plan.append((cmds, int(rng.integers(1, 4))))
+    return Controls(seed=4, walk_speed=0.4, walk_spread=0.8, walk_seed=1), plan
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prior_work_done_ahead_gives_the_same_frames(bundle, seed):
+    """prepare() between pulls (a re-run, a recompute, the next step ahead) changes nothing that is heard."""
+    spec = bundle.mel
+    start, plan = _prepare_schedule(seed)
+    ahead_rng = np.random.default_rng(100 + seed)
+
+    def run(ahead: bool):
+        src = LatentSource(FakePrior(spec, latent_frames=4), spec, start)
+        out = []
+        for cmds, k in plan:
+            for c in cmds:
+                src.set_controls(c)
+                if ahead and ahead_rng.random() < 0.7:
+                    src.prepare()   # between two commands, too: the second must re-run as if alone
+            if ahead and ahead_rng.random() < 0.7:
+                src.prepare()
+            out.append(src.next_frames(k))
+        return np.concatenate(out, axis=1), src
+
+    plain, _ = run(False)
+    ahead, src = run(True)
+    assert src.prepared > 10
+    np.testing.assert_array_equal(ahead, plain)
+
+
+class _SlowPrior(FakePrior):
+    """A prior step takes 4 ms: longer than the rest of a producer step."""
+
+    def step(self, z):
+        time.sleep(0.004)
+        return super().step(z)
+
+
+def test_the_producer_runs_the_prior_while_the_ring_is_full_and_the_stream_still_equals_offline(bundle):
+    rate = 48000
+    cfg = SynthConfig(record_events=True, target_ms=40.0)
+    start = Controls(seed=6, walk_speed=0.5, walk_spread=0.9)
+
+    def load(b, name):
+        return _SlowPrior(b.mel, latent_frames=4), FakeVocoder(b.mel, name=name)
+
+    total = int(1.5 * rate)
+    synth = Synth(bundle, config=cfg, controls=start, loader=load)
+    out = FakeOutput(rate, 256, realtime=True, capture_samples=total)
+    assert synth.play(output=out)
+    try:
+        rng = np.random.default_rng(3)
+        c = start
+        while out.captured < total:
+            time.sleep(0.04)
+            c = c.with_knob(int(rng.integers(0, 2)), float(rng.normal() * 2))
+            synth.set_controls(c)
+        latent = synth._pipeline.chain.latent
+        assert latent.prepared > 0.5 * (latent.steps + latent.reruns)   # most prior work ran ahead
+        assert synth.ring.underruns == 0, "the 40 ms ring ran dry: the machine is too busy for this test"
+    finally:
+        synth.stop()
+    offline = render_offline(bundle, 0, start, synth.event_log(), config=cfg, sample_rate=rate, loader=load,
+                             n_samples=total)
+    np.testing.assert_array_equal(out.capture, offline)
