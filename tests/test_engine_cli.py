@@ -74,6 +74,7 @@ def test_bench_json_has_every_figure(tiny, capsys):
     assert res["latency_ms_frame_heard_median"] == pytest.approx(res["latency_ms_median"]
                                                                  + res["vocoder_latency_ms"])
     assert res["frames_per_step"] == 1 == res["config"]["frames_per_step"]
+    assert isinstance(res["latency_near_misses"], int) and res["latency_near_misses"] >= 0
 
 
 def test_bench_takes_the_step_size_and_refuses_a_bad_one(tiny, capsys):

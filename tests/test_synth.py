@@ -452,3 +452,13 @@ def test_the_producer_runs_the_prior_while_the_ring_is_full_and_the_stream_still
     offline = render_offline(bundle, 0, start, synth.event_log(), config=cfg, sample_rate=rate, loader=load,
                              n_samples=total)
     np.testing.assert_array_equal(out.capture, offline)
+
+
+def test_a_delivery_into_an_almost_empty_ring_counts_as_a_near_miss(bundle):
+    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
+    synth._output = FakeOutput(48000, 256)
+    synth._note_near_miss(63)      # under a quarter of a 256-sample block was left
+    synth._note_near_miss(64)
+    synth._note_near_miss(900)
+    assert synth.near_misses == 1
+    assert synth.status().target_ms == pytest.approx(synth._target_samples(48000) / 48.0)  # counted only
