@@ -1,0 +1,22 @@
+#!/bin/bash
+# The README's engine figures: three quick benches (ranges), the large prior for comparison, bigger
+# steps, then play 20 s and a 10-minute --hog soak on a JACK dummy device at 48 kHz / 256.
+# Run on an idle machine with no other jackd up. Figures land in $OUT (default runs/engine_figures).
+cd "$(dirname "$0")/.."
+M=${MELSYNTH:-.venv/bin/melsynth}
+O=${OUT:-runs/engine_figures}
+mkdir -p $O
+uptime > $O/engine_load.txt
+for i in 1 2 3; do $M bench --json > $O/bench_quick$i.json 2> $O/bench_quick$i.err; uptime >> $O/engine_load.txt; done
+$M bench --json --bundle models/large > $O/bench_large.json 2> $O/bench_large.err
+for k in 2 4; do $M bench --json --frames-per-step $k > $O/bench_fps$k.json 2> $O/bench_fps$k.err; done
+uptime >> $O/engine_load.txt
+jackd --no-realtime -d dummy -r 48000 -p 256 > $O/jackd.log 2>&1 &
+JP=$!
+jack_wait -w -t 10
+$M play --seconds 20 --json --hostapi JACK > $O/play.json 2> $O/play.err
+uptime >> $O/engine_load.txt
+$M bench --json --soak ${SOAK:-600} --hog --hostapi JACK > $O/bench_soak.json 2> $O/bench_soak.err
+uptime >> $O/engine_load.txt
+kill $JP
+echo done > $O/engine.done
