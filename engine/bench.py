@@ -177,6 +177,7 @@ def bench_latency(bundle: ModelBundle, vocoder: str | None = None, moves: int = 
         "latency_device": f"{out.name}: one block reported as output latency",
         "latency_underruns": synth.ring.underruns,
         "latency_near_misses": synth.near_misses,
+        "latency_device_bursts": synth.device_bursts,
         "latency_ring_target_ms_end": status.target_ms,
         "cpu_producer": status.cpu_load,
         "cpu_process": cpu,
@@ -223,7 +224,7 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
     return {"soak_seconds": wall, "soak_underruns": st.underruns, "soak_host_status_flags": flags,
             "soak_device": st.device, "soak_rate": st.sample_rate, "soak_blocksize": st.blocksize,
             "soak_hog": hog, "soak_ring_target_ms_end": st.target_ms, "soak_near_misses": synth.near_misses,
-            "soak_cpu_producer": st.cpu_load,
+            "soak_device_bursts": synth.device_bursts, "soak_cpu_producer": st.cpu_load,
             "soak_cpu_process": cpu, "soak_error": st.error,
             # when, in seconds of audio played (None: no underrun): start-up gap or later stall?
             **{f"soak_{k}_underrun_s": (v / st.sample_rate if v >= 0 else None) for k, v in at.items()}}

@@ -462,3 +462,20 @@ def test_a_delivery_into_an_almost_empty_ring_counts_as_a_near_miss(bundle):
     synth._note_near_miss(900)
     assert synth.near_misses == 1
     assert synth.status().target_ms == pytest.approx(synth._target_samples(48000) / 48.0)  # counted only
+
+
+def test_the_device_taking_two_blocks_at_once_counts_as_a_burst(bundle):
+    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
+    synth._output = FakeOutput(48000, 256)
+    synth.ring.write(np.zeros(4096, np.float32))
+    block = np.zeros(256, np.float32)
+    synth._seen_read, synth._seen_at = 0, 0.0
+    synth.ring.read_into(block)
+    synth._watch_bursts(256 / 48000)            # one block in one period: regular
+    synth.ring.read_into(block)
+    synth.ring.read_into(block)
+    synth._watch_bursts(256 / 48000 + 0.001)    # two blocks within a millisecond: a catch-up burst
+    synth.ring.read_into(block)
+    synth.ring.read_into(block)
+    synth._watch_bursts(1.0)                    # two blocks over a long wait: nothing unusual
+    assert synth.device_bursts == 1
