@@ -479,3 +479,22 @@ def test_the_device_taking_two_blocks_at_once_counts_as_a_burst(bundle):
     synth.ring.read_into(block)
     synth._watch_bursts(1.0)                    # two blocks over a long wait: nothing unusual
     assert synth.device_bursts == 1
+
+
+def test_play_takes_the_loaded_models_out_of_the_garbage_collectors_walks(bundle):
+    """A full collection of a loaded synth held the GIL for 80 ms: longer than the ring. Play freezes the heap."""
+    import gc
+
+    gc.unfreeze()
+    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
+    walked = lambda obj: any(o is obj for o in gc.get_objects())  # noqa: E731
+    try:
+        assert walked(synth._pipeline)
+        assert synth.play(output=FakeOutput(48000, 256))
+        assert not walked(synth._pipeline) and gc.get_freeze_count() > 1000
+        synth.swap_bundle(wait=True)   # a hot-swap's new models are frozen as they arrive
+        swapped = synth._commands[-1].loaded if synth._commands else synth._pipeline.chain
+        assert not walked(swapped)
+    finally:
+        synth.stop()
+        gc.unfreeze()
