@@ -538,10 +538,11 @@ def freeze_heap() -> int:
 
     A full collection walks every tracked object with the GIL held, stopping the producer
     and the callback: 80 ms for the 158,000 objects of a loaded synth, eight ring targets
-    of silence. It came once every few minutes, and was the one underrun of the 10-minute
-    soaks (at 107 s in two runs of the same seeded soak). Frozen objects are still freed
-    by reference counting, which frees models and buffers; only reference cycles among
-    objects alive now would stay. Returns how many objects are frozen.
+    of silence, every few minutes of play (a suspect for the soaks' one underrun, which
+    came at 107 s in two runs of the same seeded soak; after this change it came at 218 s,
+    so it has another cause too). Frozen objects are still freed by reference counting,
+    which frees models and buffers; only reference cycles among objects alive now would
+    stay. Returns how many objects are frozen.
     """
     gc.freeze()
     return gc.get_freeze_count()
