@@ -211,6 +211,9 @@ class SilentSource:
     def set_controls(self, controls: Controls) -> None:
         pass
 
+    def prepare(self) -> bool:
+        return False  # no prior, no work to do ahead
+
     def next_frames(self, k: int) -> np.ndarray:
         return silence(self.spec, k)
 

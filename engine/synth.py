@@ -471,8 +471,7 @@ class Pipeline:
         """
         if self.source != "latent" and self._prev_source != "latent":
             return False
-        latent = self.chain.latent
-        return latent.prepare() if hasattr(latent, "prepare") else False
+        return self.chain.latent.prepare()
 
     def step(self) -> np.ndarray:
         """One producer step: ``frames_per_step`` mel frames -> device-rate float32 samples."""
@@ -755,14 +754,18 @@ class Synth:
         self._drain()
         return self._pipeline.step()
 
-    def _target_samples(self, rate: int) -> int:
+    def _device_block(self) -> int:
+        """Samples the device takes per callback (256 before a device is open)."""
         out = self._output
-        block = max(out.blocksize, out.max_frames) if out is not None else 256
-        base = max(int(self.config.target_ms * 1e-3 * rate), self.config.target_blocks * max(block, 1))
+        return max(out.blocksize, out.max_frames, 1) if out is not None else 256
+
+    def _target_samples(self, rate: int) -> int:
+        block = self._device_block()
+        base = max(int(self.config.target_ms * 1e-3 * rate), self.config.target_blocks * block)
         # A step starts when the ring falls under the target and delivers when it ends: the
         # device must still find a whole block then, however long that step took.
         #   fill at start >= target;  fill at delivery = target - step time >= one block (+ wake-up slack)
-        covered = int((self._step_s_max + _WAKE_SLACK_S) * rate) + max(block, 1)
+        covered = int((self._step_s_max + _WAKE_SLACK_S) * rate) + block
         return max(base, covered) + int(self._target_extra_ms * 1e-3 * rate)
 
     def _watch_bursts(self, now: float) -> None:
@@ -771,9 +774,8 @@ class Synth:
         Counted, not covered: queueing the largest recent burst raised the idle knob latency
         from 30 to 34 ms, because the fake real-time device of the bench bursts too.
         """
-        out = self._output
         read = self.ring.read_position
-        block = max(out.blocksize, out.max_frames, 1) if out is not None else 256
+        block = self._device_block()
         took, since = read - self._seen_read, now - self._seen_at
         self._seen_read, self._seen_at = read, now
         if took >= 2 * block and since * self._pipeline.out_rate < block:
@@ -785,9 +787,7 @@ class Synth:
         Counted, not acted on: deepening the ring at each near miss (1 ms each) cost about 1 ms
         of median knob latency on an idle machine, where near misses come about once in 12 s.
         """
-        out = self._output
-        block = max(out.blocksize, out.max_frames) if out is not None else 256
-        if fill_at_delivery < max(block, 1) // 4:
+        if fill_at_delivery < self._device_block() // 4:
             self.near_misses += 1
 
     def _adapt_target(self) -> None:
