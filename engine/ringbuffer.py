@@ -58,6 +58,11 @@ class RingBuffer:
         """Total samples ever handed to the consumer, zero-fills excluded."""
         return self._read
 
+    @property
+    def consumed(self) -> int:
+        """Total samples the consumer took, zero-fills included: the device's own clock, in samples."""
+        return self._read + self.underrun_samples
+
     # ------------------------------------------------------------------ producer
     def write(self, samples: np.ndarray) -> int:
         """Copy as many of ``samples`` as fit; returns how many were written."""

@@ -161,6 +161,10 @@ class LatentSource:
             elif self._can_rerun and self._frames is not None and self._pos == 0:
                 self._recompute_step()
 
+    def prior_due(self, k: int) -> bool:
+        """Whether ``next_frames(k)`` would run the prior (a pending move, a new latent step)."""
+        return self._dirty or self._frames is None or self._pos + k > self.latent_frames
+
     def prepare(self) -> bool:
         """Do now the prior work the next ``next_frames`` would do; True if there was any.
 
@@ -213,6 +217,9 @@ class SilentSource:
 
     def prepare(self) -> bool:
         return False  # no prior, no work to do ahead
+
+    def prior_due(self, k: int) -> bool:
+        return False
 
     def next_frames(self, k: int) -> np.ndarray:
         return silence(self.spec, k)

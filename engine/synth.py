@@ -66,6 +66,11 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
 Threads: GUI/MIDI threads submit commands into a deque; the producer thread drains it at the
 start of each step, runs the models, and writes the ring; the audio callback only copies out of
 the ring (engine.ringbuffer). Nothing the callback touches is locked by inference.
+
+When to step: the producer follows the device's read clock (engine.schedule) and starts a
+step when the time left before the device would find the ring short falls under what that
+step needs (its kind's slowest recent time, plus the producer's slowest recent wake-up): as
+late as is safe, so a knob move waits behind as little queued audio as the machine allows.
 """
 from __future__ import annotations
 
@@ -84,16 +89,24 @@ from engine.controls import Controls
 from engine.features import MelSpec
 from engine.ringbuffer import RingBuffer
 from engine.safety import SafetyStage
+from engine.schedule import DeviceClock, RecentMax, RecentQuantile
 from engine.sources import CanvasSource, FileSource, LatentSource, SilentSource, file_log_mel
 
 DEFAULT_DEVICE_RATE = 48000
-# The slowest-step memory halves in about 140 steps (~3 s of audio at one frame a step), so a
-# spike (a knob re-run, a prior step) keeps the ring deeper for a while, not for ever.
-_STEP_MAX_DECAY = 0.995
-_WAKE_SLACK_S = 0.001  # the producer's sleep overshoots by up to about this much
+# The slowest-step memories keep the last 256 to 512 steps of a kind (6 to 12 s of audio at one
+# frame a step): a spike (the machine got busy, a cache went cold) makes the producer start its
+# steps earlier for a while, not for ever.
+_STEP_WINDOW = 256
+_WAKE_SLACK_S = 0.001  # the least slack allowed for the producer's sleep overshooting
+# The producer's wake-up lateness memory, in sleeps (a few hundred a second: 8 to 30 s).
+_WAKE_WINDOW = 4096
+# The start-up assumptions below stand for this many steps (about 1.5 s).
+_START_STEPS = 64
 # Assumed slowest step when playing starts, before any is timed: the first seconds (the GUI
 # drawing its first frames, caches warming up) are the likeliest to stall; it decays from there.
 _STEP_S_AT_START = 0.010
+# The longest the producer sleeps between looks at the ring.
+_POLL_MAX_S = 0.002
 # Assumed slowest prior work done ahead (a knob's re-run, a latent step) before any is timed. Low,
 # because it only decides whether the ring can spare the time: a slower one than assumed eats into
 # the ring's wake-up slack once, and sets the estimate from then on.
@@ -106,10 +119,11 @@ class SynthConfig:
     """Engine settings (saved with a bench run; the defaults are the shipped ones).
 
     frames_per_step:  mel frames per producer step (1 = lowest knob latency)
-    target_ms:        the producer keeps the ring at least this full ...
-    target_blocks:    ... and at least this many device blocks full, and at least one block
-                      more than its slowest recent step takes (a prior step, a knob re-run);
-    target_max_ms:    each underrun adds 4 ms to the target, up to this much added (0 = never adapt)
+    target_ms:        the producer delivers at least this long before the device would run short
+                      (``engine.schedule``), and earlier when its recent steps need more: the
+                      slowest recent step of the kind due (with or without the prior's work)
+                      plus its own slowest recent wake-up
+    target_max_ms:    each underrun adds 4 ms to that, up to this much added (0 = never adapt)
     ring_seconds:     ring capacity
     knob_crossfade_frames:   mel crossfade after a knob move (latent source)
     source_crossfade_frames: mel crossfade when the source changes
@@ -119,8 +133,7 @@ class SynthConfig:
     """
 
     frames_per_step: int = 1
-    target_ms: float = 8.0
-    target_blocks: int = 1
+    target_ms: float = 0.0
     target_max_ms: float = 32.0
     ring_seconds: float = 0.5
     knob_crossfade_frames: int = 3
@@ -136,6 +149,8 @@ class SynthConfig:
             raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
         if not self.ring_seconds > 0:
             raise ValueError(f"ring_seconds must be positive, got {self.ring_seconds}")
+        if not self.target_ms >= 0:
+            raise ValueError(f"target_ms must be >= 0, got {self.target_ms}")
 
 
 # --------------------------------------------------------------------------- commands
@@ -463,6 +478,15 @@ class Pipeline:
         w = ((self._source_fade_pos + np.arange(k) + 1.0) / (n + 1.0)).clip(0.0, 1.0).astype(np.float32)
         return prev + (cur - prev) * w[None, :]
 
+    def heavy_step_due(self) -> bool:
+        """Whether the next step runs the prior (a latent step, a knob's re-run) or two chains
+        (a hot-swap): such a step takes several times a vocoder-only one."""
+        if self.old_chain is not None:
+            return True
+        if self.source != "latent" and self._prev_source != "latent":
+            return False
+        return self.chain.latent.prior_due(self.config.frames_per_step)
+
     def prepare(self) -> bool:
         """Prior work of the next step, done ahead (``LatentSource.prepare``); True if there was any.
 
@@ -547,16 +571,17 @@ def freeze_heap() -> int:
     return gc.get_freeze_count()
 
 
-def _raise_thread_priority(nice: int = -10) -> bool:
-    """Ask the OS to schedule the calling thread ahead of ordinary work (Linux per-thread nice).
+def _raise_thread_priority(nice: int = -10, thread_id: int | None = None) -> bool:
+    """Ask the OS to schedule a thread of this process (default: the calling one) ahead of
+    ordinary work (Linux per-thread nice).
 
     Not real-time scheduling: a stuck producer cannot starve the machine. Without the
-    permission (ordinary users) nothing changes and the ring target has to absorb it.
+    permission (ordinary users) nothing changes and the producer's lead has to absorb it.
     """
     import os
 
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        os.setpriority(os.PRIO_PROCESS, thread_id or threading.get_native_id(), nice)
         return True
     except (OSError, AttributeError):
         return False
@@ -580,7 +605,7 @@ class SynthStatus:
     swapping: bool
     nonfinite_samples: int
     listener_errors: int
-    target_ms: float  # the ring target now (grows after underruns)
+    target_ms: float  # how long before the device would run short a step starts now (grows after underruns)
 
 
 class Synth:
@@ -602,8 +627,15 @@ class Synth:
         self.near_misses = 0  # steps that delivered with under a quarter block left in the ring
         self.device_bursts = 0  # times the device took 2+ blocks within one block period
         self._seen_read, self._seen_at = 0, 0.0
-        self._step_s_max = 0.0  # slowest recent producer step, decaying (see _target_samples)
-        self._prepare_s_max = _PREPARE_S_AT_START  # slowest recent _prepare_ahead, decaying
+        self._clock = DeviceClock(device_rate)
+        # slowest recent producer steps, decaying: vocoder-only ones and those that run the
+        # prior or two chains (see _lead_s)
+        self._step_s = RecentMax(_STEP_WINDOW, _STEP_S_AT_START, _START_STEPS)
+        self._heavy_step_s = RecentMax(_STEP_WINDOW)
+        self._wake_late = RecentMax(_WAKE_WINDOW)  # the producer's slowest recent wake-ups
+        # the prior's work done ahead (_prepare_ahead): its usual cost, which decides whether it
+        # fits before the next step, or in it (a knob move that came late)
+        self._prepare_s = RecentQuantile(64, 0.9, _PREPARE_S_AT_START)
         self._prepare_busy = 0.0  # seconds spent in _prepare_ahead (counted in cpu_load)
         self._producer: threading.Thread | None = None
         self._stop_producer = threading.Event()
@@ -750,8 +782,9 @@ class Synth:
             if hook is not None:
                 hook(cmd, pipe.frame_index, self.ring.written)
 
-    def _produce_one(self) -> np.ndarray:
-        self._drain()
+    def _produce_one(self, apply_commands: bool = True) -> np.ndarray:
+        if apply_commands:
+            self._drain()
         return self._pipeline.step()
 
     def _device_block(self) -> int:
@@ -759,14 +792,52 @@ class Synth:
         out = self._output
         return max(out.blocksize, out.max_frames, 1) if out is not None else 256
 
-    def _target_samples(self, rate: int) -> int:
+    def _period_s(self) -> float:
+        return self._device_block() / self._pipeline.out_rate
+
+    def _lead_s(self, heavy: bool) -> float:
+        """How long before the device would run short the next step must start: the slowest
+        recent step of its kind, the producer's slowest recent wake-up (a busy machine wakes it
+        late), the configured floor and what underruns added."""
+        step = self._step_s.value
+        if heavy:
+            # timed heavy steps where there are any; otherwise a step plus the prior's work,
+            # as _prepare_ahead times it (heavy steps are rare: that work is mostly done ahead)
+            step = max(self._heavy_step_s.value, step + self._prepare_s.value)
+        lead = step + max(_WAKE_SLACK_S, self._wake_late.value)
+        return max(lead, 1e-3 * self.config.target_ms) + 1e-3 * self._target_extra_ms
+
+    def _plan(self, to_dry: float) -> tuple[bool, bool, bool, float]:
+        """``(step now, apply waiting commands in it, heavy step, lead)`` with ``to_dry`` seconds left.
+
+        A waiting command (a knob move: the prior re-runs) makes the step heavy. It goes into
+        the step when a heavy step fits in the time left; otherwise this frame plays as
+        computed, the command is applied right after it (``_prepare_ahead``), a frame later,
+        rather than risk a click. Work ahead (``_prepare_ahead``) takes most moves before either.
+        """
+        heavy = self._pipeline.heavy_step_due()
+        lead = self._lead_s(heavy)
+        if not self._commands or heavy:
+            return to_dry < lead, True, heavy, lead
+        # awake already, so no wake-up slack: the step's and the prior's usual worst, and a margin
+        if to_dry >= self._step_s.value + self._prepare_s.value + _WAKE_SLACK_S:
+            heavy_lead = self._lead_s(True)
+            return to_dry < heavy_lead, True, True, heavy_lead
+        return to_dry < lead, False, False, lead
+
+    def _time_to_dry(self, now: float) -> float:
+        """Seconds until the device would find the ring short (``engine.schedule``)."""
+        ring = self.ring
+        consumed = ring.consumed
         block = self._device_block()
-        base = max(int(self.config.target_ms * 1e-3 * rate), self.config.target_blocks * block)
-        # A step starts when the ring falls under the target and delivers when it ends: the
-        # device must still find a whole block then, however long that step took.
-        #   fill at start >= target;  fill at delivery = target - step time >= one block (+ wake-up slack)
-        covered = int((self._step_s_max + _WAKE_SLACK_S) * rate) + block
-        return max(base, covered) + int(self._target_extra_ms * 1e-3 * rate)
+        self._clock.observe(now, consumed, block)
+        return self._clock.time_to_dry(now, consumed, ring.fill, block)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, and remember how late the producer woke (``_lead_s`` adds it)."""
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        self._wake_late.update(time.perf_counter() - t0 - seconds)
 
     def _watch_bursts(self, now: float) -> None:
         """Count the device taking two or more blocks within one block period (a late cycle caught up).
@@ -781,13 +852,10 @@ class Synth:
         if took >= 2 * block and since * self._pipeline.out_rate < block:
             self.device_bursts += 1
 
-    def _note_near_miss(self, fill_at_delivery: int) -> None:
-        """Count steps that delivered with under a quarter block left: how close to a click it runs.
-
-        Counted, not acted on: deepening the ring at each near miss (1 ms each) cost about 1 ms
-        of median knob latency on an idle machine, where near misses come about once in 12 s.
-        """
-        if fill_at_delivery < self._device_block() // 4:
+    def _note_near_miss(self, time_to_dry_at_delivery: float) -> None:
+        """Count steps that delivered with under a quarter block period to spare before the device
+        would have found the ring short: how close to a click it runs. Counted, not acted on."""
+        if time_to_dry_at_delivery < 0.25 * self._period_s():
             self.near_misses += 1
 
     def _adapt_target(self) -> None:
@@ -811,23 +879,22 @@ class Synth:
                 self._listener_errors += 1
                 self._error = f"audio listener failed: {exc}"
 
-    def _prepare_ahead(self, fill: int, target: int, rate: int) -> bool:
-        """While the ring is above target, apply waiting commands and run the prior work of the
-        next step (a knob's re-run, the next latent step), if the ring can spare the time.
+    def _prepare_ahead(self, spare_s: float) -> bool:
+        """While the next step is not due, apply waiting commands and run the prior work of the
+        next step (a knob's re-run, the next latent step), if there are ``spare_s`` seconds for it.
 
-        That work then no longer lengthens the step that must deliver in time, so the ring
-        target (which covers the slowest step) and with it the knob latency shrink. The
-        output is the same as doing it in the step (``LatentSource.prepare``).
+        That work then no longer lengthens the step that must deliver in time, so that step
+        can start later and a knob move waits behind less audio. The output is the same as
+        doing it in the step (``LatentSource.prepare``).
         """
-        spare_s = (fill - target) / rate
-        if spare_s < self._prepare_s_max + _WAKE_SLACK_S:
+        if spare_s < self._prepare_s.value:
             return False
         t0 = time.perf_counter()
         self._drain()
         worked = self._pipeline.prepare()
         took = time.perf_counter() - t0
         if worked:
-            self._prepare_s_max = max(took, self._prepare_s_max * _STEP_MAX_DECAY)
+            self._prepare_s.update(took)
         self._prepare_busy += took
         return worked
 
@@ -837,32 +904,45 @@ class Synth:
         out = self._output
         busy = 0.0
         produced = 0
+        callback_raised = False
         window_start = time.perf_counter()
         while not self._stop_producer.is_set():
             if out is not None and self._output_live and not out.active:
                 self._error = out.error or "audio output stopped"
                 return
             self._adapt_target()
-            self._watch_bursts(time.perf_counter())
-            fill = self.ring.fill
-            target = self._target_samples(rate)
-            if fill < target:
+            if out is not None and not callback_raised and getattr(out, "callback_thread_id", None):
+                # A host callback thread at ordinary priority, preempted by a busy process while it
+                # holds the GIL, stalled this thread for milliseconds (seen under the soak's hog).
+                callback_raised = _raise_thread_priority(thread_id=out.callback_thread_id) or True
+            now = time.perf_counter()
+            self._watch_bursts(now)
+            to_dry = self._time_to_dry(now)
+            step, apply, heavy, lead = self._plan(to_dry)
+            if step:
                 t0 = time.perf_counter()
                 try:
-                    chunk = self._produce_one()
+                    chunk = self._produce_one(apply)
                 except Exception as exc:  # noqa: BLE001 - keep the process alive, say why
                     self._error = f"synth pipeline failed: {exc}"
                     return
-                took = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                took = t1 - t0
                 busy += took
-                self._step_s_max = max(took, self._step_s_max * _STEP_MAX_DECAY)
+                (self._heavy_step_s if heavy else self._step_s).update(took)
                 produced += chunk.size
-                self._note_near_miss(self.ring.fill)
+                self._note_near_miss(self._time_to_dry(t1))
                 self._deliver(chunk, rate)
-            elif self._prepare_ahead(fill, target, rate):
-                pass  # the prior ran while the ring was full; look at the ring again
+            elif self._prepare_ahead(to_dry - self._lead_s(False)):
+                pass  # the prior ran ahead; look at the ring again
             else:
-                time.sleep(min(0.002, max(0.0002, (fill - target) / rate)))
+                # wake when the step is due, or soon after the device's next read (each read
+                # seen promptly keeps the clock's estimate tight), whichever is first
+                wait = to_dry - lead
+                next_read = self._clock.next_read_in(now, self.ring.consumed)
+                if next_read >= 0:
+                    wait = min(wait, next_read + 1e-4)
+                self._sleep(min(_POLL_MAX_S, max(1e-4, wait)))
             now = time.perf_counter()
             if now - window_start > 0.5 and produced:
                 busy += self._prepare_busy
@@ -895,13 +975,19 @@ class Synth:
             self.near_misses = 0
             self.device_bursts = 0
             self._seen_read, self._seen_at = 0, time.perf_counter()
-            self._step_s_max = _STEP_S_AT_START
-            self._prepare_s_max = _PREPARE_S_AT_START
+            self._clock = DeviceClock(out.samplerate)
+            self._step_s.reset(_STEP_S_AT_START)
+            self._heavy_step_s.reset()
+            self._wake_late.reset()
+            self._prepare_s.reset(_PREPARE_S_AT_START)
             self._stop_producer.clear()
             self._producer = threading.Thread(target=self._producer_loop, name="synth-producer", daemon=True)
             self._producer.start()
+            # before the device reads, the clock takes a read as due now: this fills the ring
+            # with what the first steps need, then the producer waits for the device
             deadline = time.perf_counter() + prefill_timeout_s
-            while self.ring.fill < self._target_samples(out.samplerate) and time.perf_counter() < deadline:
+            while (self._clock.time_to_dry(0.0, 0, self.ring.fill, self._device_block()) < self._lead_s(True)
+                   and time.perf_counter() < deadline):
                 if not self._producer.is_alive():
                     break
                 time.sleep(0.001)
@@ -960,4 +1046,4 @@ class Synth:
             bundle=self.bundle.name, vocoder=self.vocoder_name, source=pipe.source,
             frames_produced=pipe.frame_index, swapping=pipe.old_chain is not None or self._swap_pending > 0,
             nonfinite_samples=pipe.safety.nonfinite_samples, listener_errors=self._listener_errors,
-            target_ms=1e3 * self._target_samples(rate) / rate)
+            target_ms=1e3 * self._lead_s(False))

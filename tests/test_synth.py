@@ -7,6 +7,7 @@ import soundfile as sf
 
 from engine.audio import FakeOutput
 from engine.controls import Controls, latent_point
+from engine.schedule import RecentMax, RecentQuantile
 from engine.sources import LatentSource
 from engine.synth import (Chain, EditCanvas, Pipeline, SetCanvas, SetControls, SwapChain, Synth, SynthConfig,
                           render_offline)
@@ -243,27 +244,27 @@ class SlowVocoder(FakeVocoder):
         return out
 
 
-def test_ring_target_grows_to_cover_the_slowest_step_then_decays(bundle):
+def test_the_producer_starts_earlier_to_cover_its_slowest_step_then_forgets_it(bundle):
     def load(b, name):
         return FakePrior(b.mel), SlowVocoder(b.mel, name=name)
 
     synth = Synth(bundle, config=SynthConfig(target_ms=4.0, target_max_ms=0), controls=Controls(seed=2),
                   loader=load)
+    synth._step_s = RecentMax(16, synth._step_s._start, 4)  # a short memory, for a short test
     out = FakeOutput(48000, 256)
     assert synth.play(output=out)
-    block_ms = 1e3 * 256 / 48000
     try:
         for _ in range(120):  # the device drains the ring; the producer stalls every 8th step
             out.tick()
             time.sleep(0.003)
-        target = synth.status().target_ms
-        # the fixed 4 ms target is gone: the ring now holds a stall plus a block
-        assert target >= 1e3 * SlowVocoder.stall_s + block_ms
-        SlowVocoder.stall_s = 0.0                      # stalls stop: the target shrinks again
+        lead = synth.status().target_ms
+        # the 4 ms floor is gone: steps start at least a stall before the ring would run short
+        assert lead >= 1e3 * SlowVocoder.stall_s
+        SlowVocoder.stall_s = 0.0                      # stalls stop: the lead shrinks again
         for _ in range(400):
             out.tick()
             time.sleep(0.002)
-        assert synth.status().target_ms < target - 2.0
+        assert synth.status().target_ms < lead - 5.0
     finally:
         SlowVocoder.stall_s = 0.015
         synth.stop()
@@ -457,11 +458,13 @@ def test_the_producer_runs_the_prior_while_the_ring_is_full_and_the_stream_still
 def test_a_delivery_into_an_almost_empty_ring_counts_as_a_near_miss(bundle):
     synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
     synth._output = FakeOutput(48000, 256)
-    synth._note_near_miss(63)      # under a quarter of a 256-sample block was left
-    synth._note_near_miss(64)
-    synth._note_near_miss(900)
+    quarter = 0.25 * 256 / 48000
+    lead = synth.status().target_ms
+    synth._note_near_miss(0.99 * quarter)  # delivered under a quarter block period before a click
+    synth._note_near_miss(quarter)
+    synth._note_near_miss(0.02)
     assert synth.near_misses == 1
-    assert synth.status().target_ms == pytest.approx(synth._target_samples(48000) / 48.0)  # counted only
+    assert synth.status().target_ms == lead  # counted only
 
 
 def test_the_device_taking_two_blocks_at_once_counts_as_a_burst(bundle):
@@ -498,3 +501,47 @@ def test_play_takes_the_loaded_models_out_of_the_garbage_collectors_walks(bundle
     finally:
         synth.stop()
         gc.unfreeze()
+
+
+def _planned(bundle, step_s, prepare_s):
+    """A synth one frame in (no prior work due) with known recent step and prior-work costs."""
+    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
+    synth._output = FakeOutput(48000, 256)
+    synth._pipeline.step()
+    assert not synth._pipeline.heavy_step_due()
+    synth._step_s = RecentMax(8)
+    synth._step_s.update(step_s)
+    synth._prepare_s = RecentQuantile(8, 0.9)
+    synth._prepare_s.update(prepare_s)
+    return synth
+
+
+def test_a_step_is_due_when_the_time_left_falls_under_its_lead(bundle):
+    synth = _planned(bundle, 0.002, 0.003)
+    # lead: the slowest recent step plus the least wake-up slack (1 ms)
+    assert synth._plan(0.0029) == (True, True, False, pytest.approx(0.003))
+    assert synth._plan(0.0031)[0] is False
+
+
+def test_a_knob_move_goes_into_the_step_only_when_a_heavy_step_fits(bundle):
+    synth = _planned(bundle, 0.002, 0.003)
+    synth._wake_late.update(0.002)  # the producer has been waking up to 2 ms late
+    synth._commands.append(SetControls(Controls(seed=1).with_knob(0, 1.0)))
+    # a heavy step is due under its lead: step + prior + wake-up lateness
+    assert synth._plan(0.0071) == (False, True, True, pytest.approx(0.007))
+    # once due it goes ahead while step + prior + 1 ms still fit (awake: no wake-up lateness)
+    assert synth._plan(0.0065)[:3] == (True, True, True)
+    # too late for that: this frame plays as computed, the move waits (applied right after it)
+    assert synth._plan(0.0059) == (False, False, False, pytest.approx(0.004))
+    assert synth._plan(0.0039) == (True, False, False, pytest.approx(0.004))
+
+
+def test_a_deferred_knob_move_is_applied_right_after_the_step(bundle):
+    synth = _planned(bundle, 0.002, 0.003)
+    frame = synth._pipeline.frame_index
+    synth._commands.append(SetControls(Controls(seed=1).with_knob(0, 1.0)))  # as from the GUI while playing
+    synth._produce_one(apply_commands=False)
+    assert len(synth._commands) == 1 and synth._pipeline.frame_index == frame + 1
+    assert synth._prepare_ahead(1.0)           # plenty of time now: applied and the prior re-run
+    assert not synth._commands
+    assert synth._pipeline.chain.latent.controls.knobs[0] == 1.0
