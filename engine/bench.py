@@ -24,6 +24,11 @@ Figures (all models on 1 intra-op + 1 inter-op thread):
 * ``latency_ms_frame_heard_median`` the median plus the vocoder's own latency: when the first
   mel frame made with the move is centred in what plays (the classical vocoder's RTISI-LA
   look-ahead is most of it)
+* ``latency_lead_ms_end`` / ``soak_lead_ms_end``: how long before the device would find the
+  ring short the producer starts a vocoder-only step, at the end of the run (its slowest
+  recent step plus its slowest recent wake-up, and 4 ms per underrun; ``engine.schedule``)
+* ``latency_near_misses`` / ``soak_near_misses``: steps delivered with under a quarter block
+  period to spare; ``*_device_bursts``: the device took two blocks within one period
 * ``cpu_producer`` producer busy time / audio time; ``cpu_process`` process CPU / wall
   (all threads: producer, fake device, this one) while playing.
 * ``soak_underruns`` callbacks that found the ring short during ``--soak`` seconds on a
@@ -178,7 +183,7 @@ def bench_latency(bundle: ModelBundle, vocoder: str | None = None, moves: int = 
         "latency_underruns": synth.ring.underruns,
         "latency_near_misses": synth.near_misses,
         "latency_device_bursts": synth.device_bursts,
-        "latency_ring_target_ms_end": status.target_ms,
+        "latency_lead_ms_end": status.lead_ms,
         "cpu_producer": status.cpu_load,
         "cpu_process": cpu,
     }
@@ -223,7 +228,7 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
             hog_proc.wait()
     return {"soak_seconds": wall, "soak_underruns": st.underruns, "soak_host_status_flags": flags,
             "soak_device": st.device, "soak_rate": st.sample_rate, "soak_blocksize": st.blocksize,
-            "soak_hog": hog, "soak_ring_target_ms_end": st.target_ms, "soak_near_misses": synth.near_misses,
+            "soak_hog": hog, "soak_lead_ms_end": st.lead_ms, "soak_near_misses": synth.near_misses,
             "soak_device_bursts": synth.device_bursts, "soak_cpu_producer": st.cpu_load,
             "soak_cpu_process": cpu, "soak_error": st.error,
             # when, in seconds of audio played (None: no underrun): start-up gap or later stall?

@@ -87,7 +87,7 @@ def run_play(args: argparse.Namespace) -> int:
         "seconds": round(played, 3) if ok else 0.0, "device": st.device, "sample_rate": st.sample_rate,
         "blocksize": st.blocksize, "callbacks": callbacks, "underruns": st.underruns,
         "host_status_flags": flags, "latency_ms": round(st.latency_ms, 2),
-        "ring_target_ms": round(st.target_ms, 2), "cpu_load": round(st.cpu_load, 4),
+        "lead_ms": round(st.lead_ms, 2), "cpu_load": round(st.cpu_load, 4),
         "bundle": st.bundle, "vocoder": st.vocoder, "seed": args.seed, "interrupted": interrupted,
         "error": st.error,
     }

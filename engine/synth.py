@@ -40,7 +40,7 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
                                              # underruns, latency_ms (ring + resampler + device now),
                                              # cpu_load (producer busy time / audio time), error
                                              # (str | None), bundle, vocoder, source, frames_produced,
-                                             # swapping, nonfinite_samples, listener_errors, target_ms
+                                             # swapping, nonfinite_samples, listener_errors, lead_ms
     synth.tap.frames_since(counter) -> (new_counter, (256, k) log10 mel)  # live spectrogram
     synth.tap.latest(n) -> (256, n)          # the newest n frames (oldest first)
     synth.tap.level() -> (peak_dbfs, rms_dbfs)   # of the newest output audio (level meter)
@@ -605,7 +605,7 @@ class SynthStatus:
     swapping: bool
     nonfinite_samples: int
     listener_errors: int
-    target_ms: float  # how long before the device would run short a step starts now (grows after underruns)
+    lead_ms: float  # how long before the device would run short a step starts now (grows after underruns)
 
 
 class Synth:
@@ -1046,4 +1046,4 @@ class Synth:
             bundle=self.bundle.name, vocoder=self.vocoder_name, source=pipe.source,
             frames_produced=pipe.frame_index, swapping=pipe.old_chain is not None or self._swap_pending > 0,
             nonfinite_samples=pipe.safety.nonfinite_samples, listener_errors=self._listener_errors,
-            target_ms=1e3 * self._lead_s(False))
+            lead_ms=1e3 * self._lead_s(False))

@@ -257,14 +257,14 @@ def test_the_producer_starts_earlier_to_cover_its_slowest_step_then_forgets_it(b
         for _ in range(120):  # the device drains the ring; the producer stalls every 8th step
             out.tick()
             time.sleep(0.003)
-        lead = synth.status().target_ms
+        lead = synth.status().lead_ms
         # the 4 ms floor is gone: steps start at least a stall before the ring would run short
         assert lead >= 1e3 * SlowVocoder.stall_s
         SlowVocoder.stall_s = 0.0                      # stalls stop: the lead shrinks again
         for _ in range(400):
             out.tick()
             time.sleep(0.002)
-        assert synth.status().target_ms < lead - 5.0
+        assert synth.status().lead_ms < lead - 5.0
     finally:
         SlowVocoder.stall_s = 0.015
         synth.stop()
@@ -459,12 +459,12 @@ def test_a_delivery_into_an_almost_empty_ring_counts_as_a_near_miss(bundle):
     synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
     synth._output = FakeOutput(48000, 256)
     quarter = 0.25 * 256 / 48000
-    lead = synth.status().target_ms
+    lead = synth.status().lead_ms
     synth._note_near_miss(0.99 * quarter)  # delivered under a quarter block period before a click
     synth._note_near_miss(quarter)
     synth._note_near_miss(0.02)
     assert synth.near_misses == 1
-    assert synth.status().target_ms == lead  # counted only
+    assert synth.status().lead_ms == lead  # counted only
 
 
 def test_the_device_taking_two_blocks_at_once_counts_as_a_burst(bundle):

@@ -110,6 +110,17 @@ def test_magnitude_updates_fit_the_mel_better_than_the_pseudo_inverse(mel):
     assert dist[1] < dist[0]
 
 
+@pytest.mark.parametrize("iterations", [0, 3])
+def test_magnitude_kernel_gives_the_numpy_paths_bits(mel, iterations):
+    """The numba kernel is used where it reproduces numpy and scipy exactly (here it must)."""
+    pytest.importorskip("numba")
+    fast = MelMagnitude(SPEC, iterations)
+    assert fast.fast
+    noisy = mel + np.random.default_rng(0).normal(0, 0.5, mel.shape).astype(np.float32)
+    for m in (mel, noisy, np.full_like(mel, SPEC.log_min)):
+        np.testing.assert_array_equal(fast(m), MelMagnitude(SPEC, iterations, fast=False)(m))
+
+
 def test_offline_does_not_disturb_a_running_stream(mel):
     voc = ClassicalVocoder(SPEC, PhaseConfig(iterations=2))
     a = [voc.push(mel[:, :10])]
