@@ -13,7 +13,7 @@ import pytest
 
 from engine.audio import FakeOutput
 from engine.controls import Controls
-from engine.synth import Synth, SynthConfig, render_offline
+from engine.synth import SetControls, Synth, SynthConfig, render_offline
 from tests.engine_fakes import fake_bundle, fake_loader
 
 RATE = 48000
@@ -117,3 +117,39 @@ def test_offline_render_without_the_event_log_differs(tmp_path):
                            n_samples=RATE)
     np.testing.assert_array_equal(out.capture, replay)
     assert np.abs(out.capture - plain).max() > 1e-3
+
+
+def test_knob_moves_held_back_a_frame_replay_at_the_frames_they_were_applied(tmp_path, monkeypatch):
+    """Moves that come too late for a prior re-run wait for the next step (Synth._plan): the event
+    log has the frames they were applied at, so the offline replay still equals the stream."""
+    plan = Synth._plan
+
+    def hold_back(self, to_dry):
+        if self._commands and not self._pipeline.heavy_step_due():
+            lead = self._lead_s(False)
+            return to_dry < lead, False, False, lead
+        return plan(self, to_dry)
+
+    monkeypatch.setattr(Synth, "_plan", hold_back)
+    bundle = fake_bundle(tmp_path)
+    cfg = SynthConfig(record_events=True)
+    start = Controls(seed=5, walk_speed=0.3, walk_spread=0.8, walk_seed=2)
+    total = int(1.5 * RATE)
+    synth = Synth(bundle, config=cfg, controls=start, loader=fake_loader())
+    out = FakeOutput(RATE, 256, wait_for_data=True, capture_samples=total)
+    assert synth.play(output=out)
+    try:
+        rng = np.random.default_rng(1)
+        c = start
+        for mark in np.linspace(0.1, 1.3, 12):
+            wait_captured(out, int(mark * RATE))
+            c = c.with_knob(int(rng.integers(0, 2)), float(rng.normal() * 2))
+            synth.set_controls(c)
+        wait_captured(out, total)
+    finally:
+        synth.stop()
+    events = synth.event_log()
+    assert sum(isinstance(cmd, SetControls) for _, cmd in events) == 12
+    offline = render_offline(bundle, 0, start, events, config=cfg, sample_rate=RATE, loader=fake_loader(),
+                             n_samples=total)
+    np.testing.assert_array_equal(out.capture, offline)
