@@ -103,13 +103,14 @@ _WAKE_WINDOW = 4096
 # The start-up assumptions below stand for this many steps (about 1.5 s).
 _START_STEPS = 64
 # Assumed slowest step when playing starts, before any is timed: the first seconds (the GUI
-# drawing its first frames, caches warming up) are the likeliest to stall; it decays from there.
+# drawing its first frames, caches warming up) are the likeliest to stall. It stands for the
+# first _START_STEPS steps.
 _STEP_S_AT_START = 0.010
 # The longest the producer sleeps between looks at the ring.
 _POLL_MAX_S = 0.002
-# Assumed slowest prior work done ahead (a knob's re-run, a latent step) before any is timed. Low,
-# because it only decides whether the ring can spare the time: a slower one than assumed eats into
-# the ring's wake-up slack once, and sets the estimate from then on.
+# Assumed usual cost of the prior's work (a knob's re-run, a latent step) before any is timed. Low,
+# because it only decides whether that work fits before the next step; the first one timed
+# replaces it.
 _PREPARE_S_AT_START = 0.003
 
 
@@ -624,12 +625,12 @@ class Synth:
         self._output_live = False  # the output was started (its death then stops the producer)
         self._underruns_seen = 0
         self._target_extra_ms = 0.0  # grown by underruns (adaptive ring target)
-        self.near_misses = 0  # steps that delivered with under a quarter block left in the ring
+        self.near_misses = 0  # steps delivered under a quarter block period before a click
         self.device_bursts = 0  # times the device took 2+ blocks within one block period
         self._seen_read, self._seen_at = 0, 0.0
         self._clock = DeviceClock(device_rate)
-        # slowest recent producer steps, decaying: vocoder-only ones and those that run the
-        # prior or two chains (see _lead_s)
+        # slowest recent producer steps: vocoder-only ones and those that run the prior or two
+        # chains (see _lead_s)
         self._step_s = RecentMax(_STEP_WINDOW, _STEP_S_AT_START, _START_STEPS)
         self._heavy_step_s = RecentMax(_STEP_WINDOW)
         self._wake_late = RecentMax(_WAKE_WINDOW)  # the producer's slowest recent wake-ups
@@ -793,6 +794,7 @@ class Synth:
         return max(out.blocksize, out.max_frames, 1) if out is not None else 256
 
     def _period_s(self) -> float:
+        """Seconds between the device's reads."""
         return self._device_block() / self._pipeline.out_rate
 
     def _lead_s(self, heavy: bool) -> float:
@@ -914,7 +916,8 @@ class Synth:
             if out is not None and not callback_raised and getattr(out, "callback_thread_id", None):
                 # A host callback thread at ordinary priority, preempted by a busy process while it
                 # holds the GIL, stalled this thread for milliseconds (seen under the soak's hog).
-                callback_raised = _raise_thread_priority(thread_id=out.callback_thread_id) or True
+                _raise_thread_priority(thread_id=out.callback_thread_id)
+                callback_raised = True
             now = time.perf_counter()
             self._watch_bursts(now)
             to_dry = self._time_to_dry(now)
