@@ -144,9 +144,6 @@ class OutputBase:
         self.callbacks = 0
         self.max_frames = 0
         self.status_flags = 0  # callbacks where the host reported a problem (e.g. output underflow)
-        # the host's callback thread, noted once by the first callback: the synth raises its
-        # priority, because while it holds the GIL a preempted callback thread stalls the producer
-        self.callback_thread_id: int | None = None
         self.error: str | None = None
         # preallocated capture of what was handed to the device (tests)
         self.capture = np.zeros(capture_samples, dtype=np.float32) if capture_samples else None
@@ -197,8 +194,6 @@ class AudioOutput(OutputBase):
         self._stopping = False
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # PortAudio's thread
-        if self.callback_thread_id is None:
-            self.callback_thread_id = threading.get_native_id()
         if status:
             self.status_flags += 1
         self._fill(outdata)

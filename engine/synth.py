@@ -572,9 +572,8 @@ def freeze_heap() -> int:
     return gc.get_freeze_count()
 
 
-def _raise_thread_priority(nice: int = -10, thread_id: int | None = None) -> bool:
-    """Ask the OS to schedule a thread of this process (default: the calling one) ahead of
-    ordinary work (Linux per-thread nice).
+def _raise_thread_priority(nice: int = -10) -> bool:
+    """Ask the OS to schedule the calling thread ahead of ordinary work (Linux per-thread nice).
 
     Not real-time scheduling: a stuck producer cannot starve the machine. Without the
     permission (ordinary users) nothing changes and the producer's lead has to absorb it.
@@ -582,7 +581,7 @@ def _raise_thread_priority(nice: int = -10, thread_id: int | None = None) -> boo
     import os
 
     try:
-        os.setpriority(os.PRIO_PROCESS, thread_id or threading.get_native_id(), nice)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         return True
     except (OSError, AttributeError):
         return False
@@ -906,18 +905,12 @@ class Synth:
         out = self._output
         busy = 0.0
         produced = 0
-        callback_raised = False
         window_start = time.perf_counter()
         while not self._stop_producer.is_set():
             if out is not None and self._output_live and not out.active:
                 self._error = out.error or "audio output stopped"
                 return
             self._adapt_target()
-            if out is not None and not callback_raised and getattr(out, "callback_thread_id", None):
-                # A host callback thread at ordinary priority, preempted by a busy process while it
-                # holds the GIL, stalled this thread for milliseconds (seen under the soak's hog).
-                _raise_thread_priority(thread_id=out.callback_thread_id)
-                callback_raised = True
             now = time.perf_counter()
             self._watch_bursts(now)
             to_dry = self._time_to_dry(now)
