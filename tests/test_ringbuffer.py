@@ -111,3 +111,13 @@ def test_spsc_threads_keep_order():
 def test_bad_capacity():
     with pytest.raises(ValueError, match="capacity"):
         RingBuffer(0)
+
+
+def test_consumed_counts_zero_fills_as_the_device_clock_does():
+    ring = RingBuffer(1024)
+    ring.write(np.ones(300, np.float32))
+    block = np.empty(256, np.float32)
+    ring.read_into(block)
+    ring.read_into(block)  # 44 real samples, 212 zeros: the device still took a whole block
+    assert ring.read_position == 300
+    assert ring.consumed == 512
