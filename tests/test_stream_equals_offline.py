@@ -27,6 +27,20 @@ def wait_captured(out, n, timeout=20.0):
         time.sleep(0.002)
 
 
+def capture_stream(synth, total, drive):
+    """Play ``synth`` into a fake device that takes blocks as soon as they are there (no gaps,
+    however slow the machine), run ``drive(out)`` while it plays, and stop after ``total``
+    captured samples; returns the device (its ``capture``)."""
+    out = FakeOutput(RATE, 256, wait_for_data=True, capture_samples=total)
+    assert synth.play(output=out)
+    try:
+        drive(out)
+        wait_captured(out, total)
+    finally:
+        synth.stop()
+    return out
+
+
 def classical_loader():
     """The fake prior with the bundle's real classical vocoder (engine.vocoder, RTISI-LA phase)."""
     from engine.vocoder import load_vocoder
@@ -60,9 +74,8 @@ def test_streamed_capture_equals_offline_render(tmp_path, request, frames_per_st
     start = Controls(seed=11, walk_speed=0.2, walk_spread=0.8, walk_seed=3, gain=0.5)
     total = int(2.5 * RATE)
     synth = Synth(bundle, config=cfg, controls=start, loader=make_loader())
-    out = FakeOutput(RATE, 256, wait_for_data=True, capture_samples=total)
-    assert synth.play(output=out)
-    try:
+
+    def drive(out):
         rng = np.random.default_rng(0)
         c = start
         canvas = np.full((256, 60), -4.0, np.float32)
@@ -82,9 +95,8 @@ def test_streamed_capture_equals_offline_render(tmp_path, request, frames_per_st
             if i == 12:
                 c = c.replace(walk_speed=0.9, gain=0.8)
             synth.set_controls(c)
-        wait_captured(out, total)
-    finally:
-        synth.stop()
+
+    out = capture_stream(synth, total, drive)
     events = synth.event_log()
     assert synth.ring.underruns == 0
     assert len(events) >= 18
@@ -103,14 +115,12 @@ def test_offline_render_without_the_event_log_differs(tmp_path):
     cfg = SynthConfig(record_events=True)
     start = Controls(seed=11)
     synth = Synth(bundle, config=cfg, controls=start, loader=fake_loader())
-    out = FakeOutput(RATE, 256, wait_for_data=True, capture_samples=RATE)
-    assert synth.play(output=out)
-    try:
+
+    def drive(out):
         wait_captured(out, RATE // 3)
         synth.set_controls(start.with_knob(0, 2.5))
-        wait_captured(out, RATE)
-    finally:
-        synth.stop()
+
+    out = capture_stream(synth, RATE, drive)
     replay = render_offline(bundle, 0, start, synth.event_log(), config=cfg, sample_rate=RATE,
                             loader=fake_loader(), n_samples=RATE)
     plain = render_offline(bundle, 0, start, (), config=cfg, sample_rate=RATE, loader=fake_loader(),
@@ -136,18 +146,16 @@ def test_knob_moves_held_back_a_frame_replay_at_the_frames_they_were_applied(tmp
     start = Controls(seed=5, walk_speed=0.3, walk_spread=0.8, walk_seed=2)
     total = int(1.5 * RATE)
     synth = Synth(bundle, config=cfg, controls=start, loader=fake_loader())
-    out = FakeOutput(RATE, 256, wait_for_data=True, capture_samples=total)
-    assert synth.play(output=out)
-    try:
+
+    def drive(out):
         rng = np.random.default_rng(1)
         c = start
         for mark in np.linspace(0.1, 1.3, 12):
             wait_captured(out, int(mark * RATE))
             c = c.with_knob(int(rng.integers(0, 2)), float(rng.normal() * 2))
             synth.set_controls(c)
-        wait_captured(out, total)
-    finally:
-        synth.stop()
+
+    out = capture_stream(synth, total, drive)
     events = synth.event_log()
     assert sum(isinstance(cmd, SetControls) for _, cmd in events) == 12
     offline = render_offline(bundle, 0, start, events, config=cfg, sample_rate=RATE, loader=fake_loader(),
