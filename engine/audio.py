@@ -9,11 +9,13 @@ message a player can act on; the caller keeps running and may ``start`` again.
 absent). ``FakeOutput`` implements the same interface with a clock driven by the
 caller or by a real-time thread: tests and ``melsynth bench`` use it.
 
-The callback (``_callback``) does exactly: count, copy ring -> first channel
-(``RingBuffer.read_into``, zero-filling and counting an underrun if the ring is
-short), copy the first channel to the others, optionally copy into a
-preallocated capture array (tests). No allocation of sample buffers, no locks,
-no I/O, no model calls.
+The callback is ``engine.callback.fill_block``: count, copy ring -> first channel
+(zero-filling and counting an underrun if the ring is short), copy the first channel
+to the others, optionally copy into a preallocated capture array (tests). No
+allocation, no locks, no I/O, no model calls. On a real device it runs as native
+code that never takes Python's GIL (``engine.callback.native_callback``), so the
+producer and the callback never wait on each other; the fake device calls the same
+kernel from its Python thread.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.callback import CALLBACKS, CAPTURED, COUNTERS, MAX_FRAMES, STATUS_FLAGS, control_block, fill_block, \
+    native_callback
 from engine.ringbuffer import RingBuffer
 
 
@@ -141,30 +145,35 @@ class OutputBase:
 
     def __init__(self, capture_samples: int = 0):
         self.ring: RingBuffer | None = None
-        self.callbacks = 0
-        self.max_frames = 0
-        self.status_flags = 0  # callbacks where the host reported a problem (e.g. output underflow)
         self.error: str | None = None
-        # preallocated capture of what was handed to the device (tests)
-        self.capture = np.zeros(capture_samples, dtype=np.float32) if capture_samples else None
-        self.captured = 0
+        # written by the callback (engine.callback.COUNTERS): read them through the properties
+        self.counters = np.zeros(COUNTERS, dtype=np.int64)
+        # preallocated capture of what was handed to the device (tests); 0 samples: none
+        self._capture = np.zeros(capture_samples, dtype=np.float32)
+        self.capture = self._capture if capture_samples else None
 
-    def _fill(self, out: np.ndarray) -> None:
+    @property
+    def callbacks(self) -> int:
+        return int(self.counters[CALLBACKS])
+
+    @property
+    def max_frames(self) -> int:
+        """The largest block the device asked for so far."""
+        return int(self.counters[MAX_FRAMES])
+
+    @property
+    def status_flags(self) -> int:
+        """Callbacks where the host reported a problem (e.g. its own output underflow)."""
+        return int(self.counters[STATUS_FLAGS])
+
+    @property
+    def captured(self) -> int:
+        return int(self.counters[CAPTURED])
+
+    def _fill(self, out: np.ndarray, status: int = 0) -> None:
         """The callback's body: ``out`` is ``(frames, channels)`` float32."""
-        frames = out.shape[0]
-        self.callbacks += 1
-        if frames > self.max_frames:
-            self.max_frames = frames
-        first = out[:, 0]
-        self.ring.read_into(first)
-        if out.shape[1] > 1:
-            out[:, 1:] = out[:, :1]
-        cap = self.capture
-        if cap is not None:
-            n = min(frames, cap.shape[0] - self.captured)
-            if n > 0:
-                cap[self.captured:self.captured + n] = first[:n]
-                self.captured += n
+        ring = self.ring
+        fill_block(ring.state, ring.data, out, self.counters, self._capture, status)
 
     @property
     def active(self) -> bool:
@@ -182,7 +191,9 @@ class AudioOutput(OutputBase):
 
     def __init__(self, device: str | int | None = None, blocksize: int | None = None,
                  samplerate: int | None = None, hostapi: str | None = None, capture_samples: int = 0,
-                 channels: int | None = None, rescan: bool = True):
+                 channels: int | None = None, rescan: bool = True, native: bool = True):
+        """``native=False`` runs the Python callback (the fallback where numba is missing) even
+        where the native one is available."""
         super().__init__(capture_samples)
         self.info = choose_device(device, hostapi, rescan=rescan)
         self.name = f"{self.info.name} [{self.info.hostapi}]"
@@ -192,11 +203,12 @@ class AudioOutput(OutputBase):
         self.latency_s = self.info.low_latency_s
         self._stream = None
         self._stopping = False
+        self._control: np.ndarray | None = None  # the native callback's userData, alive while streaming
+        self._native = native_callback() if native else None  # compiled now, not in start
+        self.native = False  # whether the running stream's callback is native (no GIL)
 
-    def _callback(self, outdata, frames, time_info, status) -> None:  # PortAudio's thread
-        if status:
-            self.status_flags += 1
-        self._fill(outdata)
+    def _callback(self, outdata, frames, time_info, status) -> None:  # PortAudio's thread, with the GIL
+        self._fill(outdata, 1 if status else 0)
 
     def _finished(self) -> None:  # PortAudio's thread, when the stream ends for any reason
         if not self._stopping and self.error is None:
@@ -207,11 +219,18 @@ class AudioOutput(OutputBase):
         self.ring = ring
         self.error = None
         self._stopping = False
+        compiled = self._native
+        settings = dict(device=self.info.index, samplerate=self.samplerate, blocksize=self.blocksize,
+                        channels=self.channels, dtype="float32", latency="low", finished_callback=self._finished)
         try:
-            self._stream = sd.OutputStream(
-                device=self.info.index, samplerate=self.samplerate, blocksize=self.blocksize,
-                channels=self.channels, dtype="float32", latency="low", callback=self._callback,
-                finished_callback=self._finished)
+            if compiled is not None:
+                self._control = control_block(ring.state, ring.data, self.channels, self.counters, self._capture)
+                self._stream = sd._StreamBase(  # documented for library authors: a C callback + userdata
+                    kind="output", callback=sd._ffi.cast("PaStreamCallback *", compiled.address),
+                    userdata=sd._ffi.cast("void *", self._control.ctypes.data), wrap_callback=None, **settings)
+            else:
+                self._stream = sd.OutputStream(callback=self._callback, **settings)
+            self.native = compiled is not None
             self._stream.start()
         except _port_audio_errors(sd) as exc:
             self._stream = None
@@ -240,6 +259,7 @@ class AudioOutput(OutputBase):
                 s.close()
             except Exception:  # noqa: BLE001 - closing a dead stream must not take the app down
                 pass
+        self._control = None  # after close: PortAudio no longer calls back with it
 
 
 class FakeOutput(OutputBase):

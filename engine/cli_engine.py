@@ -62,8 +62,8 @@ def run_play(args: argparse.Namespace) -> int:
     device = args.device
     if device is not None and device.strip().lstrip("-").isdigit():
         device = int(device)
-    started = time.perf_counter()
     ok = synth.play(device, args.blocksize or None, hostapi=args.hostapi)
+    started = time.perf_counter()  # seconds of sound: opening the device is not counted
     interrupted = False
     if ok:
         previous = signal.getsignal(signal.SIGTERM)

@@ -85,6 +85,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.bundle import BundleError, ModelBundle, default_bundle_path, load_bundle
+from engine.callback import native_callback
 from engine.controls import Controls
 from engine.features import MelSpec
 from engine.ringbuffer import RingBuffer
@@ -618,6 +619,7 @@ class Synth:
         self._loader = loader
         self._controls = controls or Controls()
         self._pipeline = Pipeline(_as_bundle(bundle), vocoder, config, self._controls, device_rate, loader)
+        native_callback()  # compiled (or loaded from numba's cache) now, not when play opens a stream
         self._commands: collections.deque = collections.deque()  # GUI/MIDI -> producer, never blocks
         self.ring = RingBuffer(int(config.ring_seconds * 192000))
         self._output = None

@@ -6,12 +6,15 @@ running JACK server these tests skip and say so.
 """
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
+from engine.callback import native_callback
 from engine.controls import Controls
+from engine.ringbuffer import RingBuffer
 from engine.synth import Synth, SynthConfig, render_offline
 from tests.engine_fakes import fake_bundle, fake_loader
 
@@ -81,6 +84,60 @@ def test_five_seconds_through_jack_equal_the_offline_render(tmp_path, jack_outpu
                              loader=fake_loader(), n_samples=out.captured)
     np.testing.assert_array_equal(out.capture[: out.captured], offline)
     assert np.abs(offline).max() > 0.05
+
+
+def _play_ring(out, ring: RingBuffer, until) -> None:
+    out.start(ring)
+    try:
+        deadline = time.perf_counter() + 10
+        while not until() and time.perf_counter() < deadline:
+            time.sleep(0.05)
+    finally:
+        out.stop()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native callback", "python callback"])
+def test_device_gets_the_ring_in_order(jack_output_factory, native):
+    """Both callbacks hand the device the ring's samples, in order, on every channel."""
+    ring = RingBuffer(4 * 11025)
+    ramp = (np.arange(3 * 11025) % 997 / 997).astype(np.float32)
+    ring.write(ramp)
+    out = jack_output_factory(capture_samples=11025, native=native)
+    _play_ring(out, ring, lambda: out.captured >= 11025)
+    assert out.native == (native and native_callback() is not None)
+    np.testing.assert_array_equal(out.capture, ramp[:11025])
+    assert ring.underruns == 0 and ring.read_position >= 11025
+    assert out.max_frames == 256
+
+
+def test_native_callback_keeps_time_while_python_holds_the_gil(jack_output_factory):
+    """The native callback never waits for the GIL: while this thread holds it for half a second
+    (a switch interval of 10 s: no other Python thread may run), the device keeps being fed."""
+    if native_callback() is None:
+        pytest.skip("numba is not available: the engine uses the Python callback")
+    ring = RingBuffer(4 * 11025)
+    ring.write(np.full(3 * 11025, 0.25, np.float32))
+    out = jack_output_factory()
+    old = sys.getswitchinterval()
+    counts = []
+
+    def hold_the_gil() -> bool:
+        sys.setswitchinterval(10.0)
+        try:
+            before = out.callbacks
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 0.5:
+                pass
+            counts.append(out.callbacks - before)
+        finally:
+            sys.setswitchinterval(old)
+        return True
+
+    _play_ring(out, ring, lambda: out.callbacks > 5 and hold_the_gil())
+    assert out.native
+    expected = 0.5 * 11025 / 256  # 21.5 periods of JACK's 256 frames
+    assert counts and counts[0] >= 0.5 * expected, f"{counts} callbacks while the GIL was held, expected ~{expected:.0f}"
+    assert ring.underruns == 0
 
 
 def test_jack_stream_restarts_after_stop(tmp_path, jack_output_factory):

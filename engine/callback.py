@@ -1,0 +1,128 @@
+"""The audio device callback's body, as one kernel for the real device and the fake one.
+
+``fill_block`` is everything a callback does: count, copy ring -> first channel
+(``engine.ringbuffer.read_block``, zero-filling and counting an underrun if the ring is
+short), copy the first channel to the others, and optionally copy into a preallocated
+capture array (tests). No allocation, no locks, no I/O, no model calls.
+
+On a real device PortAudio calls ``native_callback()``: a numba ``cfunc`` with
+PortAudio's ``PaStreamCallback`` signature that runs ``fill_block`` as machine code.
+It never takes Python's GIL. A Python callback must take the GIL every period, and then
+waits whenever the producer holds it (up to ``sys.getswitchinterval()``, 5 ms, while the
+producer runs Python code); and the producer waits whenever the callback holds it, for
+as long as the OS leaves the callback's thread preempted by other work. With the
+native callback neither side waits on the other.
+
+Everything the native callback touches is reached through one int64 control block
+(PortAudio's ``userData``), built by ``ControlBlock`` from arrays the caller keeps alive::
+
+    control[0]  address of the ring's state (int64[STATE_SIZE])
+    control[1]  address of the ring's data  (float32[control[2]])
+    control[3]  channels of the device buffer
+    control[4]  address of the output's counters (int64[COUNTERS])
+    control[5]  address of the capture array (float32[control[6]]; 0 samples: no capture)
+
+Without numba (or if compiling fails) ``native_callback()`` returns None and the
+caller falls back to a Python callback that runs the same ``fill_block`` as numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ringbuffer import STATE_SIZE, read_block
+
+try:
+    import numba
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+except ImportError:  # pragma: no cover - numba is a dependency; the Python callback still works
+    numba = None
+
+# indices into the output's counters
+CALLBACKS = 0  # callbacks so far
+MAX_FRAMES = 1  # the largest block the device asked for
+STATUS_FLAGS = 2  # callbacks where the host reported a problem (e.g. its own output underflow)
+CAPTURED = 3  # samples copied into the capture array
+COUNTERS = 4
+
+CONTROL_SIZE = 8
+_PA_CONTINUE = 0
+
+
+def _fill_block(state: np.ndarray, data: np.ndarray, out: np.ndarray, counters: np.ndarray,
+                capture: np.ndarray, status: int) -> None:
+    """One callback: ``out`` is the device buffer, ``(frames, channels)`` float32."""
+    frames = out.shape[0]
+    counters[CALLBACKS] += 1
+    if status != 0:
+        counters[STATUS_FLAGS] += 1
+    if frames > counters[MAX_FRAMES]:
+        counters[MAX_FRAMES] = frames
+    first = out[:, 0]
+    read_block(state, data, first)
+    for c in range(1, out.shape[1]):
+        out[:, c] = first
+    captured = counters[CAPTURED]
+    n = min(frames, capture.shape[0] - captured)
+    if n > 0:
+        capture[captured:captured + n] = first[:n]
+        counters[CAPTURED] = captured + n
+
+
+fill_block = numba.njit(cache=True, nogil=True)(_fill_block) if numba is not None else _fill_block
+
+
+def control_block(state: np.ndarray, data: np.ndarray, channels: int, counters: np.ndarray,
+                  capture: np.ndarray) -> np.ndarray:
+    """The native callback's ``userData`` (see the module docstring). The caller keeps every
+    array (and the returned block) alive for as long as the stream runs."""
+    for name, a, dtype, size in (("ring state", state, np.int64, STATE_SIZE), ("ring data", data, np.float32, None),
+                                 ("counters", counters, np.int64, COUNTERS), ("capture", capture, np.float32, None)):
+        if a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous or (size and a.shape[0] != size):
+            raise ValueError(f"{name}: need a contiguous 1-D {np.dtype(dtype).name} array"
+                             f"{f' of {size}' if size else ''}, got {a.dtype} {a.shape}")
+    block = np.zeros(CONTROL_SIZE, np.int64)
+    block[:7] = (state.ctypes.data, data.ctypes.data, data.shape[0], int(channels), counters.ctypes.data,
+                 capture.ctypes.data, capture.shape[0])
+    return block
+
+
+_native = None
+
+
+def native_callback():
+    """The compiled ``PaStreamCallback`` (a numba ``cfunc``), or None where numba is missing or
+    fails. Compiled once per process (cached on disk), never while audio runs."""
+    global _native
+    if _native is None:
+        _native = _compile() if numba is not None else False
+    return _native or None
+
+
+def _compile():
+    @intrinsic
+    def as_pointer(typingctx, address):
+        """An int64 address as a ``void *`` (the control block stores addresses as integers)."""
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+        return types.voidptr(types.int64), codegen
+
+    # int callback(const void *input, void *output, unsigned long frames,
+    #              const PaStreamCallbackTimeInfo *time, PaStreamCallbackFlags status, void *user)
+    signature = types.int32(types.voidptr, types.voidptr, types.ulong, types.voidptr, types.ulong, types.voidptr)
+
+    def callback(input_, output, frames, time_info, status, user):
+        control = numba.carray(user, (CONTROL_SIZE,), np.int64)
+        state = numba.carray(as_pointer(control[0]), (STATE_SIZE,), np.int64)
+        data = numba.carray(as_pointer(control[1]), (control[2],), np.float32)
+        out = numba.carray(output, (frames, control[3]), np.float32)
+        counters = numba.carray(as_pointer(control[4]), (COUNTERS,), np.int64)
+        capture = numba.carray(as_pointer(control[5]), (control[6],), np.float32)
+        fill_block(state, data, out, counters, capture, status)
+        return _PA_CONTINUE
+
+    try:
+        return numba.cfunc(signature, nopython=True, cache=True)(callback)
+    except Exception:  # noqa: BLE001 - any compiler trouble: the Python callback does the same job
+        return False
