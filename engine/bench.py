@@ -33,7 +33,10 @@ Figures (all models on 1 intra-op + 1 inter-op thread):
   (all threads: producer, fake device, this one) while playing.
 * ``soak_underruns`` callbacks that found the ring short during ``--soak`` seconds on a
   real device (``--device``) or the fake real-time device; ``--hog`` runs a busy process
-  (a spinning Python loop) beside it.
+  (a spinning Python loop) beside it; ``--gil-load`` holds the GIL in this process for 10 ms
+  of every 40 ms (a busy GUI thread); ``--python-callback`` runs a real device's Python
+  callback instead of the native one. ``soak_host_status_flags``: callbacks where the host
+  reported trouble of its own (e.g. a JACK xrun: the callback itself came late).
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from engine.audio import FakeOutput
+from engine.audio import AudioOutput, FakeOutput
 from engine.bundle import ModelBundle
 from engine.controls import Controls
 from engine.synth import Pipeline, SetControls, Synth, SynthConfig, _as_bundle, load_models
@@ -194,22 +197,49 @@ def start_hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+GIL_LOAD_S = (0.010, 0.040)  # --gil-load: this thread runs Python for 10 ms of every 40 ms
+
+
+def _hold_gil(seconds: float) -> None:
+    """Pure Python for ``seconds``: holds the GIL as a busy GUI thread does (painting, layout)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, device=None, hog: bool = False,
-               config: SynthConfig = SynthConfig(), loader=load_models, hostapi: str | None = None) -> dict:
-    """Play ``seconds`` with a walking latent and a knob move a second; count underruns."""
+               config: SynthConfig = SynthConfig(), loader=load_models, hostapi: str | None = None,
+               gil_load: bool = False, python_callback: bool = False) -> dict:
+    """Play ``seconds`` with a walking latent and a knob move a second; count underruns.
+
+    ``gil_load``: meanwhile this thread holds the GIL for 10 ms of every 40 ms, as the app's GUI
+    thread may. ``python_callback``: a real device runs the Python callback (the fallback where
+    numba is missing) instead of the native one, for comparison.
+    """
     controls = Controls(seed=2, walk_seed=2, walk_speed=0.3, walk_spread=1.0)
     synth = Synth(bundle, vocoder, config, controls, loader)
-    output = None if device is not None or hostapi else FakeOutput(BENCH_RATE, BENCH_BLOCK, realtime=True,
-                                                                  name="fake 48 kHz / 256")
+    if device is not None or hostapi:
+        output = AudioOutput(device, hostapi=hostapi, native=False) if python_callback else None
+    else:
+        output = FakeOutput(BENCH_RATE, BENCH_BLOCK, realtime=True, name="fake 48 kHz / 256")
     hog_proc = start_hog() if hog else None
     rng = np.random.default_rng(1)
+    busy, idle = GIL_LOAD_S
     try:
         if not synth.play(device, output=output, hostapi=hostapi):
             return {"soak_seconds": 0, "soak_error": synth.status().error}
         cpu0, wall0 = time.process_time(), time.perf_counter()
         c = controls
+        next_move = wall0 + 1.0
         while time.perf_counter() - wall0 < seconds:
-            time.sleep(1.0)
+            if gil_load:
+                _hold_gil(busy)
+                time.sleep(idle - busy)
+            else:
+                time.sleep(max(0.0, next_move - time.perf_counter()))
+            if time.perf_counter() < next_move:
+                continue
+            next_move += 1.0
             c = c.with_knob(int(rng.integers(0, max(1, len(synth.directions)))), float(rng.uniform(-2, 2)))
             synth.set_controls(c)
             if not synth.playing:
@@ -221,6 +251,7 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
         at = {"first": ring.first_underrun_at, "last": ring.last_underrun_at}
         dev = synth.output
         flags = dev.status_flags if dev is not None else 0
+        native = bool(getattr(dev, "native", False))
         synth.stop()
     finally:
         if hog_proc is not None:
@@ -228,7 +259,7 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
             hog_proc.wait()
     return {"soak_seconds": wall, "soak_underruns": st.underruns, "soak_host_status_flags": flags,
             "soak_device": st.device, "soak_rate": st.sample_rate, "soak_blocksize": st.blocksize,
-            "soak_hog": hog, "soak_lead_ms_end": st.lead_ms, "soak_near_misses": synth.near_misses,
+            "soak_hog": hog, "soak_gil_load": gil_load, "soak_native_callback": native, "soak_lead_ms_end": st.lead_ms, "soak_near_misses": synth.near_misses,
             "soak_device_bursts": synth.device_bursts, "soak_cpu_producer": st.cpu_load,
             "soak_cpu_process": cpu, "soak_error": st.error,
             # when, in seconds of audio played (None: no underrun): start-up gap or later stall?
@@ -237,7 +268,8 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
 
 def run_bench(bundle=None, vocoder: str | None = None, seconds: float = 10.0, moves: int = 200,
               soak: float = 0.0, hog: bool = False, device=None, hostapi: str | None = None,
-              config: SynthConfig = SynthConfig(), loader=load_models) -> dict:
+              config: SynthConfig = SynthConfig(), loader=load_models, gil_load: bool = False,
+              python_callback: bool = False) -> dict:
     bundle = _as_bundle(bundle)
     import os
 
@@ -251,6 +283,6 @@ def run_bench(bundle=None, vocoder: str | None = None, seconds: float = 10.0, mo
         # (its latency_samples) passes before the first frame made with it is centred in what plays
         out["latency_ms_frame_heard_median"] = out["latency_ms_median"] + out["vocoder_latency_ms"]
     if soak > 0:
-        out.update(bench_soak(bundle, soak, vocoder, device, hog, config, loader, hostapi))
+        out.update(bench_soak(bundle, soak, vocoder, device, hog, config, loader, hostapi, gil_load, python_callback))
     out["config"] = asdict(config)
     return out

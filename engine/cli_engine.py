@@ -117,7 +117,8 @@ def run_bench(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _error(f"--frames-per-step: {exc}") from exc
     res = bench(bundle, args.vocoder, seconds=args.stage_seconds, moves=args.moves, soak=args.soak, hog=args.hog,
-                device=device, hostapi=args.hostapi, config=config)
+                device=device, hostapi=args.hostapi, config=config, gil_load=args.gil_load,
+                python_callback=args.python_callback)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -164,6 +165,10 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--soak", type=float, default=0.0, help="also play this many seconds and count underruns")
     p.add_argument("--hog", action="store_true", help="run a busy process on the other core during the soak")
+    p.add_argument("--gil-load", action="store_true",
+                   help="during the soak, hold Python's GIL for 10 ms of every 40 ms (as a busy GUI thread does)")
+    p.add_argument("--python-callback", action="store_true",
+                   help="soak a real device with the Python callback instead of the native one (for comparison)")
     p.add_argument("--device", default=None,
                    help="soak on this output device (name or index); default: a real-time fake 48 kHz device")
     p.add_argument("--hostapi", default=None, help="soak on this host API's device, e.g. JACK")
