@@ -14,13 +14,16 @@ and 63-bit counters never wrap, so full and empty are never confused::
 Publication order makes this safe: the producer copies samples in *before* advancing
 ``WRITTEN``; the consumer copies samples out *before* advancing ``READ``. A reader
 therefore never sees a slot the writer has not finished, and a writer never
-overwrites a slot the reader has not consumed. (Aligned 8-byte stores are atomic on
-the machines we run on; x86 keeps stores in order, which the native reader relies on.)
+overwrites a slot the reader has not consumed. The two sides run on different cores
+without a lock between them, so each side fences: an acquire fence after it reads the
+other's counter, a release fence before it publishes its own (a compiler barrier on
+x86, a ``dmb`` on ARM, whose cores may otherwise reorder the copy and the counter).
 
-``read_block`` (the callback's only call into the ring) allocates nothing: it copies
-at most two slices into the caller's array and zero-fills whatever the ring could not
-supply, counting that as one underrun. It is compiled by numba where numba is
-present (``nogil``); the same function runs as plain numpy without it.
+``write_block`` and ``read_block`` (the callback's only call into the ring) allocate
+nothing: they copy at most two slices, and the reader zero-fills whatever the ring
+could not supply, counting that as one underrun. They are compiled by numba where
+numba is present (``nogil``). Without numba the same functions run as numpy, and the
+callback is Python too: the GIL orders both sides then.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ import numpy as np
 
 try:
     import numba
+    from numba import types
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - numba is a dependency; keep the ring usable without it
     numba = None
 
@@ -41,6 +46,47 @@ LAST_UNDERRUN_AT = 5  # to tell a start-up gap from a later stall
 STATE_SIZE = 8
 
 
+if numba is not None:
+    @intrinsic
+    def _acquire(typingctx):
+        """Memory fence: no load or store after it moves before the counter read before it."""
+        def codegen(context, builder, signature, args):
+            builder.fence("acquire")
+            return context.get_dummy_value()
+        return types.none(), codegen
+
+    @intrinsic
+    def _release(typingctx):
+        """Memory fence: the copy before it is visible before the counter stored after it."""
+        def codegen(context, builder, signature, args):
+            builder.fence("release")
+            return context.get_dummy_value()
+        return types.none(), codegen
+else:  # pragma: no cover - plain Python: the GIL orders both sides
+    def _acquire() -> None:
+        pass
+
+    _release = _acquire
+
+
+def _write_block(state: np.ndarray, data: np.ndarray, samples: np.ndarray) -> int:
+    """Producer: copy as many of ``samples`` (1-D float32) as fit; returns how many."""
+    capacity = data.shape[0]
+    written = state[WRITTEN]
+    n = min(samples.shape[0], capacity - (written - state[READ]))
+    if n <= 0:
+        return 0
+    _acquire()  # the slots freed by READ are the reader's no more
+    start = written % capacity
+    first = min(n, capacity - start)
+    data[start:start + first] = samples[:first]
+    if n > first:
+        data[:n - first] = samples[first:n]
+    _release()
+    state[WRITTEN] = written + n  # publish after the copy
+    return n
+
+
 def _read_block(state: np.ndarray, data: np.ndarray, out: np.ndarray) -> int:
     """Consumer: fill ``out`` (1-D float32, may be strided) from the ring, zero-fill the rest.
 
@@ -51,12 +97,14 @@ def _read_block(state: np.ndarray, data: np.ndarray, out: np.ndarray) -> int:
     read = state[READ]
     n = min(want, state[WRITTEN] - read)
     if n > 0:
+        _acquire()  # the slots WRITTEN covers are complete
         start = read % capacity
         first = min(n, capacity - start)
         out[:first] = data[start:start + first]
         if n > first:
             out[first:n] = data[:n - first]
         read += n
+        _release()
         state[READ] = read  # publish after the copy
     else:
         n = 0
@@ -70,7 +118,11 @@ def _read_block(state: np.ndarray, data: np.ndarray, out: np.ndarray) -> int:
     return n
 
 
-read_block = numba.njit(cache=True, nogil=True)(_read_block) if numba is not None else _read_block
+if numba is not None:
+    read_block = numba.njit(cache=True, nogil=True)(_read_block)
+    write_block = numba.njit(cache=True, nogil=True)(_write_block)
+else:  # pragma: no cover
+    read_block, write_block = _read_block, _write_block
 
 
 class RingBuffer:
@@ -130,17 +182,7 @@ class RingBuffer:
     # ------------------------------------------------------------------ producer
     def write(self, samples: np.ndarray) -> int:
         """Copy as many of ``samples`` as fit; returns how many were written."""
-        written = int(self.state[WRITTEN])
-        n = min(len(samples), self.capacity - (written - int(self.state[READ])))
-        if n <= 0:
-            return 0
-        start = written % self.capacity
-        first = min(n, self.capacity - start)
-        self.data[start:start + first] = samples[:first]
-        if n > first:
-            self.data[: n - first] = samples[first:n]
-        self.state[WRITTEN] = written + n  # publish after the copy
-        return n
+        return int(write_block(self.state, self.data, np.asarray(samples, dtype=np.float32)))
 
     def reset(self) -> None:
         """Empty the ring. Only while neither side is running."""
@@ -154,10 +196,3 @@ class RingBuffer:
         Returns the number of real samples copied. No allocation, no locks.
         """
         return int(read_block(self.state, self.data, out))
-
-    def discard(self, n: int) -> int:
-        """Consumer side: drop up to ``n`` samples (used when a stream is abandoned)."""
-        read = int(self.state[READ])
-        n = max(0, min(n, int(self.state[WRITTEN]) - read))
-        self.state[READ] = read + n
-        return n

@@ -77,6 +77,7 @@ from __future__ import annotations
 import collections
 import gc
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,6 +110,11 @@ _START_STEPS = 64
 _STEP_S_AT_START = 0.010
 # The longest the producer sleeps between looks at the ring.
 _POLL_MAX_S = 0.002
+# Python's GIL switch interval while playing (``Synth.play``). When another thread (the GUI)
+# runs Python code, the producer waits up to this long for the GIL at each of its many
+# re-acquisitions in a step; CPython's default of 5 ms doubled the lead (21 against 11 ms)
+# under a 10-in-40 ms Python load, at no measurable cost in CPU.
+_SWITCH_INTERVAL_S = 0.001
 # Assumed usual cost of the prior's work (a knob's re-run, a latent step) before any is timed. Low,
 # because it only decides whether that work fits before the next step; the first one timed
 # replaces it.
@@ -627,8 +633,6 @@ class Synth:
         self._underruns_seen = 0
         self._target_extra_ms = 0.0  # grown by underruns (adaptive ring target)
         self.near_misses = 0  # steps delivered under a quarter block period before a click
-        self.device_bursts = 0  # times the device took 2+ blocks within one block period
-        self._seen_read, self._seen_at = 0, 0.0
         self._clock = DeviceClock(device_rate)
         # slowest recent producer steps: vocoder-only ones and those that run the prior or two
         # chains (see _lead_s)
@@ -647,6 +651,7 @@ class Synth:
         self._listener_errors = 0
         self._swap_pending = 0
         self._lock = threading.Lock()  # guards play/stop/swap bookkeeping (never the callback)
+        self._switch_interval_before: float | None = None  # set while playing (see _SWITCH_INTERVAL_S)
         self.on_apply: Callable[[Any, int, int], None] | None = None  # bench: (cmd, frame, ring pos)
 
     # ---------------------------------------------------------------- properties
@@ -681,6 +686,11 @@ class Synth:
     @property
     def output(self):
         return self._output
+
+    @property
+    def device_bursts(self) -> int:
+        """Times the device took two blocks or more within one block period (``DeviceClock``)."""
+        return self._clock.bursts
 
     @property
     def canvas_playhead(self) -> int:
@@ -842,19 +852,6 @@ class Synth:
         time.sleep(seconds)
         self._wake_late.update(time.perf_counter() - t0 - seconds)
 
-    def _watch_bursts(self, now: float) -> None:
-        """Count the device taking two or more blocks within one block period (a late cycle caught up).
-
-        Counted, not covered: queueing the largest recent burst raised the idle knob latency
-        from 30 to 34 ms, because the fake real-time device of the bench bursts too.
-        """
-        read = self.ring.read_position
-        block = self._device_block()
-        took, since = read - self._seen_read, now - self._seen_at
-        self._seen_read, self._seen_at = read, now
-        if took >= 2 * block and since * self._pipeline.out_rate < block:
-            self.device_bursts += 1
-
     def _note_near_miss(self, time_to_dry_at_delivery: float) -> None:
         """Count steps that delivered with under a quarter block period to spare before the device
         would have found the ring short: how close to a click it runs. Counted, not acted on."""
@@ -914,7 +911,6 @@ class Synth:
                 return
             self._adapt_target()
             now = time.perf_counter()
-            self._watch_bursts(now)
             to_dry = self._time_to_dry(now)
             step, apply, heavy, lead = self._plan(to_dry)
             if step:
@@ -967,12 +963,13 @@ class Synth:
             self._drain()
             self._pipeline.set_out_rate(out.samplerate)
             freeze_heap()  # models, sessions, modules: no collector walks them while audio runs
+            if self._switch_interval_before is None:
+                self._switch_interval_before = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._switch_interval_before, _SWITCH_INTERVAL_S))
             self.ring.reset()
             self._underruns_seen = 0
             self._target_extra_ms = 0.0
             self.near_misses = 0
-            self.device_bursts = 0
-            self._seen_read, self._seen_at = 0, time.perf_counter()
             self._clock = DeviceClock(out.samplerate)
             self._step_s.reset(_STEP_S_AT_START)
             self._heavy_step_s.reset()
@@ -1008,6 +1005,9 @@ class Synth:
         if self._producer is not None:
             self._producer.join(timeout=5)
             self._producer = None
+        if self._switch_interval_before is not None:
+            sys.setswitchinterval(self._switch_interval_before)
+            self._switch_interval_before = None
 
     def stop(self) -> None:
         with self._lock:

@@ -59,6 +59,20 @@ def test_the_grid_estimate_forgets_an_early_bound_after_two_windows():
     assert clock.phase == pytest.approx(early + slow)
 
 
+def test_two_blocks_taken_within_a_period_count_as_a_burst():
+    clock = DeviceClock(48000)
+    period = 256 / 48000
+    clock.observe(0.0, 0, 256)
+    clock.observe(period, 256, 256)  # one block in one period: regular
+    clock.observe(period + 0.001, 768, 256)  # two blocks within a millisecond: a catch-up burst
+    clock.observe(1.0, 1280, 256)  # two blocks over a long wait: nothing unusual
+    clock.observe(1.0 + 0.001, 1280, 256)
+    clock.observe(1.0 + 0.002, 1536, 256)  # one block soon after a poll: regular
+    assert clock.bursts == 1
+    clock.reset()
+    assert clock.bursts == 0
+
+
 def test_recent_max_remembers_a_spike_for_one_to_two_windows():
     m = RecentMax(4)
     for v in (1.0, 5.0, 1.0, 1.0):

@@ -467,23 +467,6 @@ def test_a_delivery_into_an_almost_empty_ring_counts_as_a_near_miss(bundle):
     assert synth.status().lead_ms == lead  # counted only
 
 
-def test_the_device_taking_two_blocks_at_once_counts_as_a_burst(bundle):
-    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
-    synth._output = FakeOutput(48000, 256)
-    synth.ring.write(np.zeros(4096, np.float32))
-    block = np.zeros(256, np.float32)
-    synth._seen_read, synth._seen_at = 0, 0.0
-    synth.ring.read_into(block)
-    synth._watch_bursts(256 / 48000)            # one block in one period: regular
-    synth.ring.read_into(block)
-    synth.ring.read_into(block)
-    synth._watch_bursts(256 / 48000 + 0.001)    # two blocks within a millisecond: a catch-up burst
-    synth.ring.read_into(block)
-    synth.ring.read_into(block)
-    synth._watch_bursts(1.0)                    # two blocks over a long wait: nothing unusual
-    assert synth.device_bursts == 1
-
-
 def test_play_takes_the_loaded_models_out_of_the_garbage_collectors_walks(bundle):
     """A full collection of a loaded synth held the GIL for 80 ms: longer than the ring. Play freezes the heap."""
     import gc
@@ -501,6 +484,27 @@ def test_play_takes_the_loaded_models_out_of_the_garbage_collectors_walks(bundle
     finally:
         synth.stop()
         gc.unfreeze()
+
+
+def test_playing_shortens_the_gil_switch_interval_and_stop_restores_it(bundle):
+    """Another thread running Python (the GUI) makes the producer wait up to the switch interval
+    for the GIL, many times a step: 5 ms by default. Playing lowers it; stopping puts it back."""
+    import sys
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    synth = Synth(bundle, controls=Controls(seed=1), loader=fake_loader())
+    try:
+        assert synth.play(output=FakeOutput(48000, 256))
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        synth.stop()
+        assert sys.getswitchinterval() == pytest.approx(0.004)
+        assert synth.play(output=FakeOutput(48000, 256)) and synth.play(output=FakeOutput(48000, 256))
+        synth.stop()
+        assert sys.getswitchinterval() == pytest.approx(0.004)  # a second play() kept the first value
+    finally:
+        synth.stop()
+        sys.setswitchinterval(before)
 
 
 def _planned(bundle, step_s, prepare_s):
