@@ -108,6 +108,11 @@ _START_STEPS = 64
 # drawing its first frames, caches warming up) are the likeliest to stall. It stands for the
 # first _START_STEPS steps.
 _STEP_S_AT_START = 0.010
+# Queued on top of the lead before the device's first read. Starting is the likeliest time to
+# stall (caches cold, the GUI drawing its first frames): with the native callback reading from
+# the first period, an app start clicked 25 ms in, 4 times in 4. The extra drains within a
+# frame or two, as the producer waits for the queue to fall to the lead.
+_PREFILL_EXTRA_S = 0.020
 # The longest the producer sleeps between looks at the ring.
 _POLL_MAX_S = 0.002
 # Python's GIL switch interval while playing (``Synth.play``). When another thread (the GUI)
@@ -811,13 +816,16 @@ class Synth:
     def _lead_s(self, heavy: bool) -> float:
         """How long before the device would run short the next step must start: the slowest
         recent step of its kind, the producer's slowest recent wake-up (a busy machine wakes it
-        late), the configured floor and what underruns added."""
+        late), the configured floor and what underruns added; more before the device's first
+        read (``_PREFILL_EXTRA_S``)."""
         step = self._step_s.value
         if heavy:
             # timed heavy steps where there are any; otherwise a step plus the prior's work,
             # as _prepare_ahead times it (heavy steps are rare: that work is mostly done ahead)
             step = max(self._heavy_step_s.value, step + self._prepare_s.value)
         lead = step + max(_WAKE_SLACK_S, self._wake_late.value)
+        if self._clock.phase == math.inf:  # the device has not read yet: fill for the start
+            lead += _PREFILL_EXTRA_S
         return max(lead, 1e-3 * self.config.target_ms) + 1e-3 * self._target_extra_ms
 
     def _plan(self, to_dry: float) -> tuple[bool, bool, bool, float]:

@@ -517,7 +517,18 @@ def _planned(bundle, step_s, prepare_s):
     synth._step_s.update(step_s)
     synth._prepare_s = RecentQuantile(8, 0.9)
     synth._prepare_s.update(prepare_s)
+    synth._clock.observe(0.0, 256, 256)  # the device has read
     return synth
+
+
+def test_before_the_device_reads_the_producer_fills_more_than_the_lead(bundle):
+    """Starting is the likeliest time to stall: the ring holds an extra 20 ms for the first reads,
+    which then drains (the lead itself is back to a step plus wake-up slack)."""
+    synth = _planned(bundle, 0.002, 0.003)
+    synth._clock.reset()
+    assert synth._plan(0.0229) == (True, True, False, pytest.approx(0.023))
+    synth._clock.observe(0.0, 256, 256)
+    assert synth._plan(0.0229) == (False, True, False, pytest.approx(0.003))
 
 
 def test_a_step_is_due_when_the_time_left_falls_under_its_lead(bundle):
