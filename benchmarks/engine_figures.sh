@@ -1,6 +1,7 @@
 #!/bin/bash
 # The README's engine figures: three quick benches (ranges), the large prior for comparison, bigger
-# steps, then play 20 s and a 10-minute --hog soak on a JACK dummy device at 48 kHz / 256.
+# steps, then play 20 s, the callbacks under --gil-load (120 s each) and a 10-minute --hog soak on a
+# JACK dummy device at 48 kHz / 256; last, how late this machine wakes a sleeping thread.
 # Run on an idle machine with no other jackd up. Figures land in $OUT (default runs/engine_figures).
 cd "$(dirname "$0")/.."
 M=${MELSYNTH:-.venv/bin/melsynth}
@@ -16,7 +17,13 @@ JP=$!
 jack_wait -w -t 10
 $M play --seconds 20 --json --hostapi JACK > $O/play.json 2> $O/play.err
 uptime >> $O/engine_load.txt
+for cb in native python; do
+  flag=""; [ $cb = python ] && flag=--python-callback
+  $M bench --json --soak 120 --gil-load --hostapi JACK $flag > $O/bench_gil_$cb.json 2> $O/bench_gil_$cb.err
+done
 $M bench --json --soak ${SOAK:-600} --hog --hostapi JACK > $O/bench_soak.json 2> $O/bench_soak.err
 uptime >> $O/engine_load.txt
 kill $JP
+.venv/bin/python benchmarks/wake_probe.py --hog > $O/wake_probe_hog.jsonl
+.venv/bin/python benchmarks/wake_probe.py --policy nice fifo --seconds 30 > $O/wake_probe_idle.jsonl
 echo done > $O/engine.done

@@ -82,11 +82,12 @@ def run_play(args: argparse.Namespace) -> int:
     out = synth.output
     flags = out.status_flags if out is not None else 0
     callbacks = out.callbacks if out is not None else 0
+    native = bool(getattr(out, "native", False))  # the callback runs without the GIL
     synth.stop()
     summary = {
         "seconds": round(played, 3) if ok else 0.0, "device": st.device, "sample_rate": st.sample_rate,
         "blocksize": st.blocksize, "callbacks": callbacks, "underruns": st.underruns,
-        "host_status_flags": flags, "latency_ms": round(st.latency_ms, 2),
+        "host_status_flags": flags, "native_callback": native, "latency_ms": round(st.latency_ms, 2),
         "lead_ms": round(st.lead_ms, 2), "cpu_load": round(st.cpu_load, 4),
         "bundle": st.bundle, "vocoder": st.vocoder, "seed": args.seed, "interrupted": interrupted,
         "error": st.error,

@@ -65,7 +65,9 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
 
 Threads: GUI/MIDI threads submit commands into a deque; the producer thread drains it at the
 start of each step, runs the models, and writes the ring; the audio callback only copies out of
-the ring (engine.ringbuffer). Nothing the callback touches is locked by inference.
+the ring (engine.ringbuffer), as native code that never takes the GIL (engine.callback). Nothing
+the callback touches is locked by inference. While playing, the GIL's switch interval is 1 ms, so
+the producer waits less for it behind a GUI thread running Python.
 
 When to step: the producer follows the device's read clock (engine.schedule) and starts a
 step when the time left before the device would find the ring short falls under what that

@@ -171,3 +171,4 @@ def test_melsynth_play_json_through_jack(tmp_path, jack_output_factory):
     assert "JACK" in summary["device"] and summary["sample_rate"] == 11025
     assert summary["seconds"] >= 2.9 and summary["callbacks"] >= 100
     assert summary["underruns"] == 0
+    assert summary["native_callback"] == (native_callback() is not None)
