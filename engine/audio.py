@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.callback import CALLBACKS, CAPTURED, COUNTERS, MAX_FRAMES, STATUS_FLAGS, control_block, fill_block, \
     native_callback
-from engine.ringbuffer import RingBuffer
+from engine.ringbuffer import RingBuffer, counter
 
 
 class AudioUnavailable(Exception):
@@ -152,23 +152,11 @@ class OutputBase:
         self._capture = np.zeros(capture_samples, dtype=np.float32)
         self.capture = self._capture if capture_samples else None
 
-    @property
-    def callbacks(self) -> int:
-        return int(self.counters[CALLBACKS])
-
-    @property
-    def max_frames(self) -> int:
-        """The largest block the device asked for so far."""
-        return int(self.counters[MAX_FRAMES])
-
-    @property
-    def status_flags(self) -> int:
-        """Callbacks where the host reported a problem (e.g. its own output underflow)."""
-        return int(self.counters[STATUS_FLAGS])
-
-    @property
-    def captured(self) -> int:
-        return int(self.counters[CAPTURED])
+    callbacks = counter("counters", CALLBACKS, "Callbacks so far.")
+    max_frames = counter("counters", MAX_FRAMES, "The largest block the device asked for so far.")
+    status_flags = counter("counters", STATUS_FLAGS,
+                           "Callbacks where the host reported a problem (e.g. its own output underflow).")
+    captured = counter("counters", CAPTURED, "Samples copied into ``capture``.")
 
     def _fill(self, out: np.ndarray, status: int = 0) -> None:
         """The callback's body: ``out`` is ``(frames, channels)`` float32."""

@@ -47,21 +47,20 @@ STATE_SIZE = 8
 
 
 if numba is not None:
-    @intrinsic
-    def _acquire(typingctx):
-        """Memory fence: no load or store after it moves before the counter read before it."""
-        def codegen(context, builder, signature, args):
-            builder.fence("acquire")
-            return context.get_dummy_value()
-        return types.none(), codegen
+    def _fence(ordering: str):
+        """An LLVM memory fence as a function numba code can call."""
+        @intrinsic
+        def fence(typingctx):
+            def codegen(context, builder, signature, args):
+                builder.fence(ordering)
+                return context.get_dummy_value()
+            return types.none(), codegen
+        return fence
 
-    @intrinsic
-    def _release(typingctx):
-        """Memory fence: the copy before it is visible before the counter stored after it."""
-        def codegen(context, builder, signature, args):
-            builder.fence("release")
-            return context.get_dummy_value()
-        return types.none(), codegen
+    # no load or store after it moves before the counter read before it
+    _acquire = _fence("acquire")
+    # the copy before it is visible before the counter stored after it
+    _release = _fence("release")
 else:  # pragma: no cover - plain Python: the GIL orders both sides
     def _acquire() -> None:
         pass
@@ -125,8 +124,20 @@ else:  # pragma: no cover
     read_block, write_block = _read_block, _write_block
 
 
+def counter(array: str, index: int, doc: str) -> property:
+    """A read-only int property for ``self.<array>[index]`` (counters kept in arrays for native code)."""
+    return property(lambda self: int(getattr(self, array)[index]), doc=doc)
+
+
 class RingBuffer:
     """SPSC float32 ring of ``capacity`` samples (mono)."""
+
+    written = counter("state", WRITTEN, "Total samples ever written (the producer's position on the device timeline).")
+    read_position = counter("state", READ, "Total samples ever handed to the consumer, zero-fills excluded.")
+    underruns = counter("state", UNDERRUNS, "Reads that found the ring short.")
+    underrun_samples = counter("state", UNDERRUN_SAMPLES, "Samples zero-filled.")
+    first_underrun_at = counter("state", FIRST_UNDERRUN_AT, "``read_position`` at the first underrun (-1: none).")
+    last_underrun_at = counter("state", LAST_UNDERRUN_AT, "``read_position`` at the latest underrun (-1: none).")
 
     def __init__(self, capacity: int):
         if capacity <= 0:
@@ -148,36 +159,10 @@ class RingBuffer:
         return self.capacity - self.fill
 
     @property
-    def written(self) -> int:
-        """Total samples ever written (the producer's position on the device timeline)."""
-        return int(self.state[WRITTEN])
-
-    @property
-    def read_position(self) -> int:
-        """Total samples ever handed to the consumer, zero-fills excluded."""
-        return int(self.state[READ])
-
-    @property
     def consumed(self) -> int:
         """Total samples the consumer took, zero-fills included: the device's own clock, in samples."""
         state = self.state
         return int(state[READ] + state[UNDERRUN_SAMPLES])
-
-    @property
-    def underruns(self) -> int:
-        return int(self.state[UNDERRUNS])
-
-    @property
-    def underrun_samples(self) -> int:
-        return int(self.state[UNDERRUN_SAMPLES])
-
-    @property
-    def first_underrun_at(self) -> int:
-        return int(self.state[FIRST_UNDERRUN_AT])
-
-    @property
-    def last_underrun_at(self) -> int:
-        return int(self.state[LAST_UNDERRUN_AT])
 
     # ------------------------------------------------------------------ producer
     def write(self, samples: np.ndarray) -> int:

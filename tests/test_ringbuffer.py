@@ -121,3 +121,17 @@ def test_consumed_counts_zero_fills_as_the_device_clock_does():
     ring.read_into(block)  # 44 real samples, 212 zeros: the device still took a whole block
     assert ring.read_position == 300
     assert ring.consumed == 512
+
+
+def test_the_compiled_sides_fence_around_their_counters():
+    """Producer and device callback run on different cores without a lock: each fences after
+    reading the other's counter and before publishing its own (a ``dmb`` on ARM)."""
+    pytest.importorskip("numba")
+    from engine.ringbuffer import read_block, write_block
+
+    ring = RingBuffer(8)
+    ring.write(np.ones(4, np.float32))
+    ring.read_into(np.zeros(4, np.float32))
+    for kernel in (read_block, write_block):
+        ir = "\n".join(kernel.inspect_llvm().values())
+        assert "fence acquire" in ir and "fence release" in ir, kernel
