@@ -211,14 +211,10 @@ class AudioOutput(OutputBase):
         settings = dict(device=self.info.index, samplerate=self.samplerate, blocksize=self.blocksize,
                         channels=self.channels, dtype="float32", latency="low", finished_callback=self._finished)
         try:
-            if compiled is not None:
-                self._control = control_block(ring.state, ring.data, self.channels, self.counters, self._capture)
-                self._stream = sd._StreamBase(  # documented for library authors: a C callback + userdata
-                    kind="output", callback=sd._ffi.cast("PaStreamCallback *", compiled.address),
-                    userdata=sd._ffi.cast("void *", self._control.ctypes.data), wrap_callback=None, **settings)
-            else:
+            self._stream = self._open_native(sd, compiled, settings) if compiled is not None else None
+            self.native = self._stream is not None
+            if self._stream is None:
                 self._stream = sd.OutputStream(callback=self._callback, **settings)
-            self.native = compiled is not None
             self._stream.start()
         except _port_audio_errors(sd) as exc:
             self._stream = None
@@ -227,6 +223,18 @@ class AudioOutput(OutputBase):
             self.latency_s = float(self._stream.latency)
         except (TypeError, ValueError):
             pass
+
+    def _open_native(self, sd, compiled, settings: dict):
+        """A stream whose callback is the compiled one, or None where this sounddevice cannot
+        take a C callback (then the Python callback does the same work)."""
+        self._control = control_block(self.ring.state, self.ring.data, self.channels, self.counters, self._capture)
+        try:
+            return sd._StreamBase(  # documented for library authors: a C callback with userdata
+                kind="output", callback=sd._ffi.cast("PaStreamCallback *", compiled.address),
+                userdata=sd._ffi.cast("void *", self._control.ctypes.data), wrap_callback=None, **settings)
+        except (AttributeError, TypeError):
+            self._control = None
+            return None
 
     @property
     def active(self) -> bool:

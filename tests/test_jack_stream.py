@@ -110,6 +110,29 @@ def test_device_gets_the_ring_in_order(jack_output_factory, native):
     assert out.max_frames == 256
 
 
+def test_a_sounddevice_without_c_callbacks_falls_back_to_the_python_callback(jack_output_factory, monkeypatch):
+    import sounddevice as sd
+
+    original = sd._StreamBase
+
+    class NoCCallbacks(original):
+        """An older sounddevice: no C callback (its own stream classes still work)."""
+
+        def __init__(self, *args, wrap_callback=None, **kwargs):
+            if wrap_callback is None:
+                raise TypeError("_StreamBase() got an unexpected keyword argument 'wrap_callback'")
+            original.__init__(self, *args, wrap_callback=wrap_callback, **kwargs)
+
+    monkeypatch.setattr(sd, "_StreamBase", NoCCallbacks)
+    ring = RingBuffer(4 * 11025)
+    ramp = (np.arange(2 * 11025) % 991 / 991).astype(np.float32)
+    ring.write(ramp)
+    out = jack_output_factory(capture_samples=4096)
+    _play_ring(out, ring, lambda: out.captured >= 4096)
+    assert not out.native
+    np.testing.assert_array_equal(out.capture, ramp[:4096])
+
+
 def test_native_callback_keeps_time_while_python_holds_the_gil(jack_output_factory):
     """The native callback never waits for the GIL: while this thread holds it for half a second
     (a switch interval of 10 s: no other Python thread may run), the device keeps being fed."""
