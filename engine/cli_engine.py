@@ -107,6 +107,9 @@ def run_play(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from engine.bench import run_bench as bench
 
+    if args.python_callback and args.device is None and not args.hostapi:
+        raise _error("--python-callback compares callbacks on a real device: add --device or --hostapi "
+                     "(the default soak device is the fake one, which has no PortAudio callback)")
     bundle = _bundle(args)
     device = args.device
     if device is not None and device.strip().lstrip("-").isdigit():

@@ -83,3 +83,8 @@ def test_bench_takes_the_step_size_and_refuses_a_bad_one(tiny, capsys):
     assert json.loads(capsys.readouterr().out)["frames_per_step"] == 3
     assert main(args + ["--frames-per-step", "0"]) == 2
     assert "--frames-per-step" in capsys.readouterr().err
+
+
+def test_bench_refuses_a_python_callback_without_a_real_device(tiny, capsys):
+    assert main(["bench", "--soak", "1", "--python-callback", "--bundle", str(tiny)]) == 2
+    assert "--python-callback" in capsys.readouterr().err
