@@ -142,6 +142,7 @@ class OutputBase:
     samplerate: int
     blocksize: int  # 0 = variable (the host decides per callback)
     latency_s: float = 0.0  # the device's reported output latency
+    self_clocked = True  # callbacks come on their own (a stop can wait for the device to fade out)
 
     def __init__(self, capture_samples: int = 0):
         self.ring: RingBuffer | None = None
@@ -334,6 +335,11 @@ class FakeOutput(OutputBase):
     @property
     def active(self) -> bool:
         return self._running
+
+    @property
+    def self_clocked(self) -> bool:
+        """Manual mode ticks only when the caller says so."""
+        return self.realtime or self.wait_for_data
 
     def stop(self) -> None:
         self._stop.set()

@@ -27,8 +27,13 @@ caller falls back to a Python callback that runs the same ``fill_block`` as nump
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from types import FunctionType
+
 import numpy as np
 
+from engine import ringbuffer
 from engine.ringbuffer import STATE_SIZE, read_block
 
 try:
@@ -70,7 +75,29 @@ def _fill_block(state: np.ndarray, data: np.ndarray, out: np.ndarray, counters: 
         counters[CAPTURED] = captured + n
 
 
-fill_block = numba.njit(cache=True, nogil=True)(_fill_block) if numba is not None else _fill_block
+def _sources_digest() -> str:
+    """A digest of this file and the ring's, which the compiled kernels call into."""
+    h = hashlib.sha1()
+    for path in (__file__, ringbuffer.__file__):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _cache_key_named(fn: FunctionType) -> FunctionType:
+    """``fn`` under a name that carries ``_sources_digest()``, for numba's on-disk cache.
+
+    numba keys a cached function on its own file's timestamp only: a kernel cached from this
+    file would keep running the ring's old code after ``engine/ringbuffer.py`` changes (seen:
+    the native callback skipped a new ring field while the numpy kernel wrote it). numba names
+    cache files after the function's qualified name, so a change to either file compiles afresh.
+    """
+    named = FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    named.__qualname__ = f"{fn.__qualname__}_{_sources_digest()}"
+    return named
+
+
+fill_block = (numba.njit(cache=True, nogil=True)(_cache_key_named(_fill_block)) if numba is not None
+              else _fill_block)
 
 
 def control_block(state: np.ndarray, data: np.ndarray, channels: int, counters: np.ndarray,
@@ -100,29 +127,37 @@ def native_callback():
     return _native or None
 
 
-def _compile():
+if numba is not None:
     @intrinsic
-    def as_pointer(typingctx, address):
+    def _as_pointer(typingctx, address):
         """An int64 address as a ``void *`` (the control block stores addresses as integers)."""
         def codegen(context, builder, signature, args):
             return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
         return types.voidptr(types.int64), codegen
 
+
+def _callback(input_, output, frames, time_info, status, user):
+    """``PaStreamCallback``: ``fill_block`` on the arrays the control block points at.
+
+    Module-level and free of closure variables: numba keys a cached function on its closure's
+    contents too, and an intrinsic defined per call never matched, so every process compiled
+    the callback again and appended another copy to the cache.
+    """
+    control = numba.carray(user, (CONTROL_SIZE,), np.int64)
+    state = numba.carray(_as_pointer(control[0]), (STATE_SIZE,), np.int64)
+    data = numba.carray(_as_pointer(control[1]), (control[2],), np.float32)
+    out = numba.carray(output, (frames, control[3]), np.float32)
+    counters = numba.carray(_as_pointer(control[4]), (COUNTERS,), np.int64)
+    capture = numba.carray(_as_pointer(control[5]), (control[6],), np.float32)
+    fill_block(state, data, out, counters, capture, status)
+    return _PA_CONTINUE
+
+
+def _compile():
     # int callback(const void *input, void *output, unsigned long frames,
     #              const PaStreamCallbackTimeInfo *time, PaStreamCallbackFlags status, void *user)
     signature = types.int32(types.voidptr, types.voidptr, types.ulong, types.voidptr, types.ulong, types.voidptr)
-
-    def callback(input_, output, frames, time_info, status, user):
-        control = numba.carray(user, (CONTROL_SIZE,), np.int64)
-        state = numba.carray(as_pointer(control[0]), (STATE_SIZE,), np.int64)
-        data = numba.carray(as_pointer(control[1]), (control[2],), np.float32)
-        out = numba.carray(output, (frames, control[3]), np.float32)
-        counters = numba.carray(as_pointer(control[4]), (COUNTERS,), np.int64)
-        capture = numba.carray(as_pointer(control[5]), (control[6],), np.float32)
-        fill_block(state, data, out, counters, capture, status)
-        return _PA_CONTINUE
-
     try:
-        return numba.cfunc(signature, nopython=True, cache=True)(callback)
+        return numba.cfunc(signature, nopython=True, cache=True)(_cache_key_named(_callback))
     except Exception:  # noqa: BLE001 - any compiler trouble: the Python callback does the same job
         return False

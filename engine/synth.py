@@ -145,6 +145,8 @@ class SynthConfig:
     swap_crossfade_ms:       audio crossfade when the bundle or vocoder is hot-swapped
     limiter_threshold, dc_cutoff_hz: safety stage
     record_events:    keep (frame, command) of everything applied, for offline replay
+    declick_ms:       ramps at the device's edges (engine.ringbuffer): into and out of an
+                      underrun's gap, at stop, and when play resumes a sound; 0 = hard edges
     """
 
     frames_per_step: int = 1
@@ -158,8 +160,11 @@ class SynthConfig:
     dc_cutoff_hz: float = 10.0
     record_events: bool = False
     tap_frames: int = 512
+    declick_ms: float = 3.0
 
     def __post_init__(self) -> None:
+        if not self.declick_ms >= 0:
+            raise ValueError(f"declick_ms must be >= 0, got {self.declick_ms}")
         if self.frames_per_step < 1:
             raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
         if not self.ring_seconds > 0:
@@ -976,7 +981,8 @@ class Synth:
             if self._switch_interval_before is None:
                 self._switch_interval_before = sys.getswitchinterval()
                 sys.setswitchinterval(min(self._switch_interval_before, _SWITCH_INTERVAL_S))
-            self.ring.reset()
+            # a sound that played before resumes mid-waveform: it fades in
+            self.ring.reset(self._declick_samples(out.samplerate), fade_in=self._pipeline.samples_out > 0)
             self._underruns_seen = 0
             self._target_extra_ms = 0.0
             self.near_misses = 0
@@ -1005,7 +1011,21 @@ class Synth:
             self._output_live = True
             return True
 
+    def _declick_samples(self, rate: int) -> int:
+        return int(round(1e-3 * self.config.declick_ms * rate))
+
+    def _fade_out(self, out) -> None:
+        """Let the device fade to silence (``RingBuffer.request_stop``) before its stream stops:
+        a stream cut mid-waveform clicks. The producer keeps the ring filled meanwhile."""
+        self.ring.request_stop()
+        deadline = time.perf_counter() + self.ring.fade_samples / out.samplerate + 4 * self._period_s() + 0.02
+        while not self.ring.stop_faded and out.active and time.perf_counter() < deadline:
+            time.sleep(0.001)
+
     def _stop_locked(self) -> None:
+        out = self._output
+        if out is not None and self._output_live and out.self_clocked and out.active:
+            self._fade_out(out)
         self._output_live = False
         out, self._output = self._output, None
         if out is not None:

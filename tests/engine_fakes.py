@@ -131,3 +131,10 @@ def fake_loader(prior_kwargs: dict | None = None, vocoder_kwargs: dict | None = 
 
 def fake_bundle(tmp_path: Path, name: str = "fake-test"):
     return load_bundle(make_fake_bundle(tmp_path / name, name))
+
+
+def declick_fall(k, length):
+    """What the device edge's fades should be (``engine.ringbuffer``), written out here:
+    a raised-cosine fall, 1 at ``k`` = 0 and 0 from ``k`` = ``length`` on."""
+    k = np.asarray(k, np.float64)
+    return np.where(k < length, 0.5 + 0.5 * np.cos(np.pi * np.minimum(k, length) / length), 0.0)

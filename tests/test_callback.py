@@ -17,12 +17,14 @@ def _native_or_skip():
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-def test_native_callback_equals_the_numpy_kernel(channels):
-    """Blocks of changing size over a wrapping ring, an underrun, host status and a capture that
-    fills up: outputs, ring state and counters match the numpy kernel's exactly."""
+@pytest.mark.parametrize("fade", [0, 48], ids=["hard edges", "declicked"])
+def test_native_callback_equals_the_numpy_kernel(channels, fade):
+    """Blocks of changing size over a wrapping ring, underruns, host status, a capture that
+    fills up and a stop at the end: outputs, ring state and counters match the numpy kernel's
+    exactly."""
     compiled = _native_or_skip()
     rng = np.random.default_rng(0)
-    rings = [RingBuffer(1000), RingBuffer(1000)]
+    rings = [RingBuffer(1000, fade), RingBuffer(1000, fade)]
     counters = [np.zeros(COUNTERS, np.int64), np.zeros(COUNTERS, np.int64)]
     captures = [np.zeros(1500, np.float32), np.zeros(1500, np.float32)]
     control = control_block(rings[0].state, rings[0].data, channels, counters[0], captures[0])
@@ -34,6 +36,9 @@ def test_native_callback_equals_the_numpy_kernel(channels):
             ring.write(chunk)
         frames = int(rng.integers(1, 400))
         status = int(i % 7 == 3)
+        if i == 36:
+            for ring in rings:
+                ring.request_stop()
         native = np.full((frames, channels), np.nan, np.float32)
         assert call(None, native.ctypes.data, frames, None, status, control.ctypes.data) == 0
         numpy_out = np.full((frames, channels), np.nan, np.float32)
@@ -46,7 +51,8 @@ def test_native_callback_equals_the_numpy_kernel(channels):
     assert counters[0][CALLBACKS] == 40 and counters[0][STATUS_FLAGS] == 6
     assert counters[0][MAX_FRAMES] > 200 and counters[0][CAPTURED] == 1500 < pos
     assert rings[0].underruns > 0  # the sequence did run the ring dry
-    assert rings[0].consumed == pos
+    assert rings[0].stop_faded and rings[0].stop_fade_at > 0
+    assert rings[0].consumed < pos  # a faded-out stop hands out silence without reading
 
 
 def test_control_block_names_a_wrong_array():
@@ -68,3 +74,34 @@ def test_control_block_points_at_the_arrays():
     addresses = [ctypes.addressof(ctypes.c_char.from_buffer(a)) for a in (ring.state, ring.data, counters, capture)]
     assert [block[0], block[1], block[4], block[5]] == addresses
     assert (block[2], block[3], block[6]) == (16, 2, 5)
+
+
+def test_the_cached_callback_is_named_after_the_ring_code_it_runs(tmp_path, monkeypatch):
+    """numba checks only the defining file's timestamp: a change to the ring's code must change
+    the compiled kernels' cache names, or the callback keeps running the old ring."""
+    import engine.callback as callback
+    import engine.ringbuffer as ringbuffer
+
+    before = callback._sources_digest()
+    assert callback._cache_key_named(callback._fill_block).__qualname__ == f"_fill_block_{before}"
+    changed = tmp_path / "ringbuffer.py"
+    changed.write_bytes(open(ringbuffer.__file__, "rb").read() + b"\n# changed\n")
+    monkeypatch.setattr(ringbuffer, "__file__", str(changed))
+    assert callback._sources_digest() != before
+
+
+def test_a_second_process_loads_the_callback_from_the_cache(tmp_path):
+    """One cached copy of the native callback, used by every later process (a callback whose
+    cache key never matched was compiled again, and stored again, at every start)."""
+    _native_or_skip()
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    code = "import engine.callback as c; assert c.native_callback() is not None"
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    stored = sorted(p.name for p in tmp_path.rglob("*_callback_*.nbc"))
+    assert len(stored) == 1, stored

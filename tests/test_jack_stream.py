@@ -16,7 +16,7 @@ from engine.callback import native_callback
 from engine.controls import Controls
 from engine.ringbuffer import RingBuffer
 from engine.synth import Synth, SynthConfig, render_offline
-from tests.engine_fakes import fake_bundle, fake_loader
+from tests.engine_fakes import declick_fall, fake_bundle, fake_loader
 
 pytestmark = pytest.mark.jack
 
@@ -82,8 +82,18 @@ def test_five_seconds_through_jack_equal_the_offline_render(tmp_path, jack_outpu
     assert out.captured >= 4.5 * 11025
     offline = render_offline(bundle, 0, start, synth.event_log(), config=cfg, sample_rate=11025,
                              loader=fake_loader(), n_samples=out.captured)
-    np.testing.assert_array_equal(out.capture[: out.captured], offline)
+    # up to the stop, the device got the offline render exactly
+    stop_at = synth.ring.stop_fade_at
+    assert 4.5 * 11025 <= stop_at < out.captured
+    np.testing.assert_array_equal(out.capture[:stop_at], offline[:stop_at])
     assert np.abs(offline).max() > 0.05
+    # then the same sound under a falling ramp (no click), then silence
+    fade = synth.ring.fade_samples
+    assert fade == round(cfg.declick_ms * 1e-3 * 11025) > 0
+    np.testing.assert_allclose(out.capture[stop_at:stop_at + fade],
+                               offline[stop_at:stop_at + fade] * declick_fall(np.arange(fade), fade),
+                               rtol=1e-6, atol=1e-9)
+    assert not out.capture[stop_at + fade:out.captured].any()
 
 
 def _play_ring(out, ring: RingBuffer, until) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.ringbuffer import RingBuffer
+from tests.engine_fakes import declick_fall as fall
 
 
 def test_fifo_order_across_wraparound():
@@ -136,3 +137,112 @@ def test_the_compiled_sides_fence_around_their_counters():
         kernel(state, data, np.ones(4, np.float32))
         ir = "\n".join(kernel.inspect_llvm().values())
         assert "fence acquire" in ir and "fence release" in ir, body.__name__
+
+
+# ---------------------------------------------------------------- declicking (fade_samples > 0)
+def _read(ring: RingBuffer, n: int) -> np.ndarray:
+    out = np.full(n, 9.0, np.float32)
+    ring.read_into(out)
+    return out
+
+
+def test_a_gap_continues_the_sound_falling_to_silence_then_the_sound_rises_back():
+    ring = RingBuffer(64, fade_samples=8)
+    line = (0.1 + 0.02 * np.arange(12)).astype(np.float32)
+    ring.write(line)
+    _read(ring, 4)
+    a = _read(ring, 16)  # 8 real samples, then the ring is dry
+    np.testing.assert_array_equal(a[:8], line[4:])
+    k = np.arange(1, 9)
+    # the line goes on (same value, same slope) under a fall to silence: no corner, no step
+    np.testing.assert_allclose(a[8:], (line[-1] + 0.02 * k) * fall(k, 8), rtol=1e-6, atol=1e-7)
+    assert a[-1] == 0.0
+    assert ring.underruns == 1 and ring.underrun_samples == 8
+    assert not _read(ring, 16).any()  # still dry: silence
+    ring.write(np.full(32, -0.5, np.float32))
+    b = _read(ring, 16)
+    np.testing.assert_allclose(b[:8], -0.5 * (1 - fall(k, 9)), rtol=1e-6)  # up from silence
+    np.testing.assert_allclose(b[8:], -0.5)
+    sound = np.concatenate([line[:4], a, np.zeros(16), b])
+    assert np.abs(np.diff(sound)).max() < 0.5 * np.pi / 9
+
+
+def test_a_gap_shorter_than_the_fall_crossfades_into_the_returning_sound():
+    ring = RingBuffer(64, fade_samples=8)
+    ring.write(np.full(16, 0.4, np.float32))
+    _read(ring, 16)
+    a = _read(ring, 4)  # a short gap: the held sound falls for 4 samples
+    np.testing.assert_allclose(a, 0.4 * fall(np.arange(1, 5), 8), rtol=1e-6)
+    ring.write(np.full(16, 0.4, np.float32))
+    b = _read(ring, 8)
+    j = np.arange(8)
+    # the rest of the fall sounds on under the rise: a dip, not a step
+    np.testing.assert_allclose(b, 0.4 * (1 - fall(j + 1, 9)) + 0.4 * fall(j + 5, 8), rtol=1e-6)
+    sound = np.concatenate([[0.4], a, b, [0.4]])
+    assert np.abs(np.diff(sound)).max() < 0.4 * np.pi / 8 and sound.min() > 0.1
+
+
+def test_a_continued_sound_never_goes_beyond_full_scale():
+    ring = RingBuffer(64, fade_samples=8)
+    ring.write(np.array([0.9, -0.9] * 8, np.float32))  # reflection: 2 e - x reaches 2.7
+    _read(ring, 16)
+    a = _read(ring, 8)
+    assert np.abs(a).max() <= 1.0 and (np.abs(a) == 1.0).any()
+
+
+def test_stop_fades_out_without_counting_an_underrun_and_then_reads_nothing():
+    ring = RingBuffer(64, fade_samples=8)
+    ring.write(np.ones(20, np.float32))
+    _read(ring, 4)
+    ring.request_stop()
+    assert not ring.stop_faded
+    a = _read(ring, 6)
+    assert ring.stop_fade_at == 4
+    np.testing.assert_allclose(a, fall(np.arange(6), 8), rtol=1e-6)
+    b = _read(ring, 6)  # the fade ends inside this block
+    np.testing.assert_allclose(b, fall(np.arange(6, 12), 8), rtol=1e-6, atol=1e-7)
+    assert ring.stop_faded and ring.read_position == 16
+    assert not _read(ring, 6).any() and ring.read_position == 16  # silence, the ring untouched
+    assert ring.underruns == 0
+    ring.reset(8)
+    assert not ring.stop_faded and ring.stop_fade_at == -1
+    ring.write(np.ones(4, np.float32))
+    np.testing.assert_array_equal(_read(ring, 4), 1.0)  # playing again
+
+
+def test_stop_with_a_dry_ring_still_falls_smoothly_and_counts_no_underrun():
+    ring = RingBuffer(64, fade_samples=8)
+    ring.write(np.ones(6, np.float32))
+    _read(ring, 4)
+    ring.request_stop()
+    a = _read(ring, 8)
+    # 2 real samples, then the held sound: under the stop's fall, and under the gap's too
+    expected = fall(np.arange(8), 8) * np.concatenate([[1, 1], fall(np.arange(1, 7), 8)])
+    np.testing.assert_allclose(a, expected, rtol=1e-6, atol=1e-7)
+    assert ring.underruns == 0 and ring.stop_faded
+
+
+def test_a_resumed_start_rises_and_a_fresh_one_does_not():
+    ring = RingBuffer(64, fade_samples=4)
+    ring.reset(4, fade_in=True)
+    ring.write(np.ones(8, np.float32))
+    np.testing.assert_allclose(_read(ring, 8), np.concatenate([1 - fall(np.arange(1, 5), 5), np.ones(4)]),
+                               rtol=1e-6)
+    ring.reset(4)
+    ring.write(np.ones(8, np.float32))
+    np.testing.assert_array_equal(_read(ring, 8), 1.0)
+    with pytest.raises(ValueError, match="fade_samples"):
+        ring.reset(-1)
+
+
+def test_declicked_output_stays_finite_and_within_full_scale():
+    """Random sound, random gaps and block sizes, a stop near the end."""
+    rng = np.random.default_rng(3)
+    ring = RingBuffer(512, fade_samples=24)
+    for i in range(300):
+        ring.write(rng.uniform(-1, 1, int(rng.integers(0, 200))).astype(np.float32))
+        if i == 250:
+            ring.request_stop()
+        out = _read(ring, int(rng.integers(1, 300)))
+        assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+    assert ring.underruns > 10 and ring.stop_faded

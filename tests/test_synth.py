@@ -11,7 +11,7 @@ from engine.schedule import RecentMax, RecentQuantile
 from engine.sources import LatentSource
 from engine.synth import (Chain, EditCanvas, Pipeline, SetCanvas, SetControls, SwapChain, Synth, SynthConfig,
                           render_offline)
-from tests.engine_fakes import FakePrior, FakeVocoder, fake_bundle, fake_loader
+from tests.engine_fakes import FakePrior, FakeVocoder, declick_fall, fake_bundle, fake_loader
 
 HOP = 256
 
@@ -230,6 +230,38 @@ def test_synth_plays_through_a_fake_device(bundle):
     assert count == st.frames_produced or count >= frames.shape[1] > 0
     peak, rms = synth.tap.level()
     assert -120 < rms <= peak <= 0.0
+
+
+def test_stop_fades_out_and_a_resumed_play_fades_in(bundle):
+    """No click at either end: stop lets the device ramp the sound down to silence before the
+    stream ends, and play after a stop (the sound resumes mid-waveform) ramps it up."""
+    rate = 48000
+    cfg = SynthConfig(target_ms=20)
+    fade = round(cfg.declick_ms * 1e-3 * rate)
+    synth = Synth(bundle, config=cfg, controls=Controls(seed=2, gain=0.8), loader=fake_loader())
+    heard = []
+    synth.add_listener(lambda chunk, _rate: heard.append(chunk.copy()))
+    captured = []
+    for start in range(2):
+        heard.clear()
+        out = FakeOutput(rate, 256, realtime=True, capture_samples=rate)
+        assert synth.play(output=out)
+        time.sleep(0.3)
+        synth.stop()
+        assert synth.ring.stop_faded and synth.ring.underruns == 0
+        played = np.concatenate(heard)
+        got = out.capture[:out.captured]
+        stop_at = synth.ring.stop_fade_at
+        assert 0.2 * rate < stop_at < out.captured - fade
+        rise = 1 - declick_fall(np.arange(1, fade + 1), fade + 1) if start else np.ones(fade)
+        np.testing.assert_allclose(got[:fade], played[:fade] * rise, rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(got[fade:stop_at], played[fade:stop_at])
+        np.testing.assert_allclose(got[stop_at:stop_at + fade], played[stop_at:stop_at + fade]
+                                   * declick_fall(np.arange(fade), fade), rtol=1e-6, atol=1e-9)
+        assert not got[stop_at + fade:].any()
+        captured.append(got)
+    assert np.abs(captured[1][:4]).max() < 4 / fade  # the resumed sound starts from silence
+    assert np.abs(captured[1][fade:stop_at]).max() > 0.05
 
 
 class SlowVocoder(FakeVocoder):
