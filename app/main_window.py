@@ -667,7 +667,8 @@ class MainWindow(QMainWindow):
         synth = self.synth
         if synth is None:
             return
-        self._tap_counter, frames = synth.tap.frames_since(self._tap_counter)
+        # what plays now, not what the prior just made (the vocoder's and the queue's latency)
+        self._tap_counter, frames = synth.tap.frames_since(self._tap_counter, lag=synth.heard_lag_frames())
         if frames.shape[1]:
             self.spectrogram.push(frames)
         peak, rms = synth.tap.level()

@@ -10,7 +10,7 @@ absent). ``FakeOutput`` implements the same interface with a clock driven by the
 caller or by a real-time thread: tests and ``melsynth bench`` use it.
 
 The callback is ``engine.callback.fill_block``: count, copy ring -> first channel
-(zero-filling and counting an underrun if the ring is short), copy the first channel
+(declicked: a short ring's sound falls to silence, an underrun is counted), copy the first channel
 to the others, optionally copy into a preallocated capture array (tests). No
 allocation, no locks, no I/O, no model calls. On a real device it runs as native
 code that never takes Python's GIL (``engine.callback.native_callback``), so the

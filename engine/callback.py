@@ -1,8 +1,8 @@
 """The audio device callback's body, as one kernel for the real device and the fake one.
 
 ``fill_block`` is everything a callback does: count, copy ring -> first channel
-(``engine.ringbuffer.read_block``, zero-filling and counting an underrun if the ring is
-short), copy the first channel to the others, and optionally copy into a preallocated
+(``engine.ringbuffer.read_block``: if the ring is short, the sound falls to silence and
+an underrun is counted), copy the first channel to the others, and optionally copy into a preallocated
 capture array (tests). No allocation, no locks, no I/O, no model calls.
 
 On a real device PortAudio calls ``native_callback()``: a numba ``cfunc`` with
@@ -14,7 +14,7 @@ as long as the OS leaves the callback's thread preempted by other work. With the
 native callback neither side waits on the other.
 
 Everything the native callback touches is reached through one int64 control block
-(PortAudio's ``userData``), built by ``ControlBlock`` from arrays the caller keeps alive::
+(PortAudio's ``userData``), built by ``control_block`` from arrays the caller keeps alive::
 
     control[0]  address of the ring's state (int64[STATE_SIZE])
     control[1]  address of the ring's data  (float32[control[2]])
@@ -34,7 +34,7 @@ from types import FunctionType
 import numpy as np
 
 from engine import ringbuffer
-from engine.ringbuffer import STATE_SIZE, read_block
+from engine.ringbuffer import STATE_SIZE, RingBuffer, read_block
 
 try:
     import numba
@@ -125,6 +125,24 @@ def native_callback():
     if _native is None:
         _native = _compile() if numba is not None else False
     return _native or None
+
+
+def prepare_kernels():
+    """Compile (or load from numba's cache) everything a device runs, before any device does;
+    returns ``native_callback()``.
+
+    The fake device and the Python callback call ``fill_block`` with a Python int status, the
+    native callback with an unsigned long: two compiled versions. Left to the first callback,
+    the second one compiled there, for seconds, with the GIL held (seen: 146 underruns in a
+    latency bench after a source change had emptied the cache).
+    """
+    compiled = native_callback()
+    ring = RingBuffer(4)
+    ring.write(np.zeros(1, np.float32))
+    ring.read_into(np.zeros(1, np.float32))
+    fill_block(ring.state, ring.data, np.zeros((1, 1), np.float32), np.zeros(COUNTERS, np.int64),
+               np.zeros(0, np.float32), 0)
+    return compiled
 
 
 if numba is not None:

@@ -56,9 +56,9 @@ except ImportError:  # pragma: no cover - numba is a dependency; keep the ring u
 
 # indices into RingBuffer.state
 WRITTEN = 0  # producer-owned: samples ever written
-READ = 1  # consumer-owned: samples ever handed to the device, zero-fills excluded
+READ = 1  # consumer-owned: samples ever handed to the device, what filled a gap excluded
 UNDERRUNS = 2  # consumer-owned: reads that got fewer samples than asked
-UNDERRUN_SAMPLES = 3  # consumer-owned: samples zero-filled
+UNDERRUN_SAMPLES = 3  # consumer-owned: samples the ring could not supply (filled: fall, then zeros)
 FIRST_UNDERRUN_AT = 4  # consumer-owned: READ at the first and the latest underrun (-1: none),
 LAST_UNDERRUN_AT = 5  # to tell a start-up gap from a later stall
 FADE_SAMPLES = 6  # owner-set while stopped: declick ramp length (0: hard edges)
@@ -226,9 +226,9 @@ class RingBuffer:
     """SPSC float32 ring of ``capacity`` samples (mono)."""
 
     written = counter("state", WRITTEN, "Total samples ever written (the producer's position on the device timeline).")
-    read_position = counter("state", READ, "Total samples ever handed to the consumer, zero-fills excluded.")
+    read_position = counter("state", READ, "Total samples ever handed to the consumer, what filled a gap excluded.")
     underruns = counter("state", UNDERRUNS, "Reads that found the ring short.")
-    underrun_samples = counter("state", UNDERRUN_SAMPLES, "Samples zero-filled.")
+    underrun_samples = counter("state", UNDERRUN_SAMPLES, "Samples the ring could not supply.")
     first_underrun_at = counter("state", FIRST_UNDERRUN_AT, "``read_position`` at the first underrun (-1: none).")
     last_underrun_at = counter("state", LAST_UNDERRUN_AT, "``read_position`` at the latest underrun (-1: none).")
     fade_samples = counter("state", FADE_SAMPLES, "Declick ramp length in samples (0: hard edges).")
@@ -256,7 +256,7 @@ class RingBuffer:
 
     @property
     def consumed(self) -> int:
-        """Total samples the consumer took, zero-fills included: the device's own clock, in samples."""
+        """Total samples the consumer took, gaps included: the device's own clock, in samples."""
         state = self.state
         return int(state[READ] + state[UNDERRUN_SAMPLES])
 

@@ -41,7 +41,8 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
                                              # cpu_load (producer busy time / audio time), error
                                              # (str | None), bundle, vocoder, source, frames_produced,
                                              # swapping, nonfinite_samples, listener_errors, lead_ms
-    synth.tap.frames_since(counter) -> (new_counter, (256, k) log10 mel)  # live spectrogram
+    synth.tap.frames_since(counter, lag) -> (new_counter, (256, k) log10 mel)  # live spectrogram
+    synth.heard_lag_frames() -> int          # the newest frames not heard yet (the lag above)
     synth.tap.latest(n) -> (256, n)          # the newest n frames (oldest first)
     synth.tap.level() -> (peak_dbfs, rms_dbfs)   # of the newest output audio (level meter)
     synth.add_listener(fn) / remove_listener(fn)
@@ -88,7 +89,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.bundle import BundleError, ModelBundle, default_bundle_path, load_bundle
-from engine.callback import native_callback
+from engine.callback import prepare_kernels
 from engine.controls import Controls
 from engine.features import MelSpec
 from engine.ringbuffer import RingBuffer
@@ -352,13 +353,16 @@ class MelTap:
     def count(self) -> int:
         return self._count
 
-    def frames_since(self, counter: int) -> tuple[int, np.ndarray]:
-        """Frames produced after ``counter`` (at most ``capacity``), and the new counter."""
+    def frames_since(self, counter: int, lag: int = 0) -> tuple[int, np.ndarray]:
+        """Frames produced after ``counter`` (at most ``capacity``) but for the newest ``lag``,
+        and the new counter (never behind ``counter``). ``lag``: ``Synth.heard_lag_frames()``
+        holds back the frames that are not heard yet."""
         with self._lock:
-            n = min(self._count - max(0, int(counter)), self.capacity)
-            n = max(n, 0)
-            cols = (self._count - n + np.arange(n)) % self.capacity
-            return self._count, self._frames[:, cols].copy()
+            counter = max(0, int(counter))
+            end = max(counter, self._count - max(0, int(lag)))
+            n = min(end - counter, self.capacity)
+            cols = (end - n + np.arange(n)) % self.capacity
+            return end, self._frames[:, cols].copy()
 
     def latest(self, n: int) -> np.ndarray:
         """The newest ``n`` frames, oldest first (padded with the floor before the start)."""
@@ -637,7 +641,7 @@ class Synth:
         self._loader = loader
         self._controls = controls or Controls()
         self._pipeline = Pipeline(_as_bundle(bundle), vocoder, config, self._controls, device_rate, loader)
-        native_callback()  # compiled (or loaded from numba's cache) now, not when play opens a stream
+        prepare_kernels()  # compiled (or loaded from numba's cache) now, not in a device's first callback
         self._commands: collections.deque = collections.deque()  # GUI/MIDI -> producer, never blocks
         self.ring = RingBuffer(int(config.ring_seconds * 192000))
         self._output = None
@@ -1057,6 +1061,21 @@ class Synth:
         self.close()
 
     # ---------------------------------------------------------------- observation
+    def output_latency_s(self) -> float:
+        """From a sample leaving the pipeline to the device playing it: the queued ring, the
+        resampler's delay and the device's own output latency."""
+        out = self._output
+        pipe = self._pipeline
+        return (self.ring.fill + pipe.resampler.delay_samples) / pipe.out_rate + (out.latency_s if out else 0.0)
+
+    def heard_lag_frames(self) -> int:
+        """How many of the newest mel frames (``tap``) are not heard yet: the vocoder's own
+        latency (93 ms for the classical one) plus ``output_latency_s``. A live view that holds
+        them back (``tap.frames_since(counter, lag)``) shows what plays, not what is coming."""
+        spec = self.spec
+        vocoder_s = self._pipeline.chain.vocoder.latency_samples / spec.sample_rate
+        return int(round((vocoder_s + self.output_latency_s()) * spec.frame_rate))
+
     def status(self) -> SynthStatus:
         out = self._output
         pipe = self._pipeline
@@ -1066,7 +1085,7 @@ class Synth:
             err = out.error
         if not err and pipe.chain.last_error:
             err = pipe.chain.last_error
-        latency = (self.ring.fill + pipe.resampler.delay_samples) / rate + (out.latency_s if out else 0.0)
+        latency = self.output_latency_s()
         return SynthStatus(
             playing=self.playing, device=out.name if out is not None else None, sample_rate=rate,
             blocksize=(out.blocksize or out.max_frames) if out is not None else 0,

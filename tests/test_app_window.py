@@ -354,3 +354,17 @@ def test_knob_labels_and_double_click_reset(window_factory, qtbot):
     qtbot.mouseDClick(knob.dial, Qt.LeftButton)
     assert knob.value == 0.0 and w.synth.controls.knobs[1] == 0.0
     assert knob.readout.text() == "+0.00\u03c3"
+
+
+def test_the_live_spectrogram_shows_what_plays_not_what_is_coming(playing_window, qtbot):
+    """The newest frames are still in the vocoder's look-ahead and the queue: the view holds
+    them back, by the synth's heard lag."""
+    w, outputs = playing_window()
+    assert w.play() and w.synth.playing
+    out = outputs[-1]
+    tick(qtbot, out, 40)
+    qtbot.wait(300)  # the producer has refilled the queue and waits for the device
+    w._ui_tick()
+    lag = w.synth.heard_lag_frames()
+    assert lag >= 2
+    assert w.spectrogram.frames_seen == w.synth.tap.count - lag

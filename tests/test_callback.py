@@ -105,3 +105,18 @@ def test_a_second_process_loads_the_callback_from_the_cache(tmp_path):
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     stored = sorted(p.name for p in tmp_path.rglob("*_callback_*.nbc"))
     assert len(stored) == 1, stored
+
+
+def test_after_prepare_kernels_a_fake_device_compiles_nothing_in_its_callback():
+    """A compile in the first callback holds the GIL for seconds: the producer starves."""
+    _native_or_skip()
+    from engine.audio import FakeOutput
+    from engine.callback import fill_block, prepare_kernels
+
+    assert prepare_kernels() is not None
+    compiled = len(fill_block.signatures)
+    out = FakeOutput(48000, 256, channels=2)
+    out.start(RingBuffer(1024))
+    out.tick()
+    out.stop()
+    assert out.callbacks == 1 and len(fill_block.signatures) == compiled

@@ -264,6 +264,46 @@ def test_stop_fades_out_and_a_resumed_play_fades_in(bundle):
     assert np.abs(captured[1][fade:stop_at]).max() > 0.05
 
 
+def test_the_tap_holds_back_the_newest_frames_and_never_goes_back():
+    from engine.synth import MelTap
+
+    tap = MelTap(4, capacity=16)
+    frames = np.arange(40, dtype=np.float32).reshape(4, 10)
+    tap.push(frames, np.zeros(1, np.float32))
+    counter, got = tap.frames_since(0, lag=3)
+    assert counter == 7
+    np.testing.assert_array_equal(got, frames[:, :7])
+    assert tap.frames_since(counter, lag=3)[1].shape == (4, 0)
+    tap.push(frames[:, :2] + 100, np.zeros(1, np.float32))
+    counter, got = tap.frames_since(counter, lag=3)
+    assert counter == 9
+    np.testing.assert_array_equal(got, frames[:, 7:9])
+    counter, got = tap.frames_since(counter, lag=8)  # the lag grew: nothing new, no step back
+    assert counter == 9 and got.shape == (4, 0)
+
+
+class LateVocoder(FakeVocoder):
+    """Says its sound comes ``latency_samples`` late, as the classical vocoder's look-ahead does."""
+
+    latency_samples = 4 * HOP
+
+
+def test_the_heard_lag_counts_the_vocoders_latency_the_queue_and_the_device(bundle):
+    synth = Synth(bundle, config=SynthConfig(target_ms=30), controls=Controls(seed=2),
+                  loader=lambda b, name: (FakePrior(b.mel), LateVocoder(b.mel, name=name)))
+    out = FakeOutput(48000, 256, latency_s=0.05)
+    assert synth.play(output=out)
+    try:
+        spec = synth.spec
+        queued_s = synth.ring.fill / 48000
+        assert queued_s > 0.02
+        expected = (4 * HOP / spec.sample_rate + queued_s + 0.05) * spec.frame_rate
+        assert abs(synth.heard_lag_frames() - expected) <= 1  # + the resampler's ~2 ms
+        assert synth.heard_lag_frames() >= 4 + round(0.05 * spec.frame_rate)
+    finally:
+        synth.stop()
+
+
 class SlowVocoder(FakeVocoder):
     """Every 8th push stalls for ``stall_s`` (what a prior step or a knob re-run does to a step)."""
 
