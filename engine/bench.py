@@ -128,6 +128,54 @@ def bench_chain(bundle: ModelBundle, vocoder: str | None = None, seconds: float 
     return out
 
 
+class KnobLatencyProbe:
+    """Knob-to-sound latency of the moves made while ``synth`` plays into ``out`` (a FakeOutput
+    with ``log_blocks``): from ``submit`` (just before ``set_controls``) to the callback that
+    hands the device the first sample computed with the move, plus the device's reported
+    output latency (see the module docstring)."""
+
+    def __init__(self, synth: Synth, out: FakeOutput):
+        self.synth, self.out = synth, out
+        self.submitted: dict[int, float] = {}
+        self.applied: dict[int, int] = {}
+        self._keep: list = []  # the snapshots stay alive, so their id()s stay unique
+        synth.on_apply = self._on_apply
+
+    def submit(self, controls: Controls) -> None:
+        self._keep.append(controls)
+        self.submitted[id(controls)] = time.perf_counter()
+
+    def _on_apply(self, cmd, frame, ring_pos) -> None:
+        key = id(cmd.controls) if isinstance(cmd, SetControls) else None
+        if key in self.submitted and key not in self.applied:
+            self.applied[key] = ring_pos + int(np.ceil(self.synth._pipeline.resampler.delay_samples))
+
+    def latencies_ms(self) -> np.ndarray:
+        out = self.out
+        blocks = out.callbacks
+        times, positions = out.times[:blocks], out.positions[:blocks]
+        lat = []
+        for key, t0 in self.submitted.items():
+            pos = self.applied.get(key)
+            if pos is None:
+                continue
+            k = int(np.searchsorted(positions + out.blocksize, pos, side="right"))
+            if k < blocks:
+                lat.append(times[k] - t0 + out.latency_s)
+        return 1e3 * np.asarray(lat)
+
+
+def latency_figures(lat_ms: np.ndarray) -> dict:
+    """``latency_ms_median`` / ``_p90`` / ``_max`` and ``latency_moves`` of some latencies."""
+    have = lat_ms.size > 0
+    return {
+        "latency_ms_median": float(np.median(lat_ms)) if have else None,
+        "latency_ms_p90": float(np.percentile(lat_ms, 90)) if have else None,
+        "latency_ms_max": float(np.max(lat_ms)) if have else None,
+        "latency_moves": int(lat_ms.size),
+    }
+
+
 def bench_latency(bundle: ModelBundle, vocoder: str | None = None, moves: int = 200,
                   config: SynthConfig = SynthConfig(), loader=load_models, seed: int = 0) -> dict:
     """Knob-to-sound latency on the engine's own timeline (see the module docstring)."""
@@ -139,15 +187,7 @@ def bench_latency(bundle: ModelBundle, vocoder: str | None = None, moves: int = 
     duration = moves * mean_gap * 1.6 + 2.0
     out = FakeOutput(BENCH_RATE, BENCH_BLOCK, realtime=True,
                      log_blocks=int(duration * BENCH_RATE / BENCH_BLOCK) + 1000, name="fake 48 kHz / 256")
-    submitted: dict[int, float] = {}
-    applied: dict[int, int] = {}
-
-    def on_apply(cmd, frame, ring_pos):
-        if isinstance(cmd, SetControls) and id(cmd.controls) in submitted:
-            applied[id(cmd.controls)] = ring_pos + int(np.ceil(synth._pipeline.resampler.delay_samples))
-
-    synth.on_apply = on_apply
-    keep = []  # keep snapshots alive so id() stays unique
+    probe = KnobLatencyProbe(synth, out)
     if not synth.play(output=out):
         raise RuntimeError(synth.status().error)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -157,30 +197,15 @@ def bench_latency(bundle: ModelBundle, vocoder: str | None = None, moves: int = 
         for _ in range(moves):
             time.sleep(float(rng.uniform(0.4, 1.6) * mean_gap))
             c = c.with_knob(int(rng.integers(0, n_dirs)), float(rng.uniform(-2.5, 2.5)))
-            keep.append(c)
-            submitted[id(c)] = time.perf_counter()
+            probe.submit(c)
             synth.set_controls(c)
         time.sleep(0.3)
     finally:
         cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
         status = synth.status()
         synth.stop()
-    blocks = out.callbacks
-    times, positions = out.times[:blocks], out.positions[:blocks]
-    lat = []
-    for key, t0 in submitted.items():
-        pos = applied.get(key)
-        if pos is None:
-            continue
-        k = int(np.searchsorted(positions + BENCH_BLOCK, pos, side="right"))
-        if k < blocks:
-            lat.append(times[k] - t0 + out.latency_s)
-    lat_ms = 1e3 * np.asarray(lat)
     return {
-        "latency_ms_median": float(np.median(lat_ms)) if lat else None,
-        "latency_ms_p90": float(np.percentile(lat_ms, 90)) if lat else None,
-        "latency_ms_max": float(np.max(lat_ms)) if lat else None,
-        "latency_moves": len(lat),
+        **latency_figures(probe.latencies_ms()),
         "latency_device_ms": 1e3 * out.latency_s,
         "latency_device": f"{out.name}: one block reported as output latency",
         "latency_underruns": synth.ring.underruns,
