@@ -15,7 +15,9 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
         # Opens the device at ITS rate and block size, pre-fills the ring, starts the producer.
         # False (and status().error says why) when PortAudio/the device is unavailable: nothing
         # raises, the process keeps running, call play()/restart() again later.
-    synth.stop()                       # stops stream and producer; the pipeline keeps its state
+    synth.stop()                       # the device fades out (SynthConfig.declick_ms), then stream
+                                       # and producer stop; the pipeline keeps its state, and the
+                                       # next play() fades back in
     synth.restart(device=None, blocksize=None) -> bool   # stop + play (device choice/recovery)
     synth.playing -> bool
 
@@ -43,6 +45,7 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
                                              # swapping, nonfinite_samples, listener_errors, lead_ms
     synth.tap.frames_since(counter, lag) -> (new_counter, (256, k) log10 mel)  # live spectrogram
     synth.heard_lag_frames() -> int          # the newest frames not heard yet (the lag above)
+    synth.output_latency_s() -> float        # ring + resampler + device: output to ear, now
     synth.tap.latest(n) -> (256, n)          # the newest n frames (oldest first)
     synth.tap.level() -> (peak_dbfs, rms_dbfs)   # of the newest output audio (level meter)
     synth.add_listener(fn) / remove_listener(fn)
