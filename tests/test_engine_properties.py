@@ -111,3 +111,30 @@ def test_safety_bounds_any_input(chunks, gains):
         y = s.process(x, g)
         assert y.shape == x.shape and y.dtype == np.float32
         assert np.all(np.isfinite(y)) and (y.size == 0 or np.max(np.abs(y)) <= 1.0)
+
+
+ring_action = st.one_of(
+    st.tuples(st.just("write"), arrays(np.float32, st.integers(0, 300), elements=st.floats(-1, 1, width=32))),
+    st.tuples(st.just("read"), st.integers(1, 400)),
+    st.tuples(st.just("stop"), st.just(0)),
+)
+
+
+@given(fade=st.integers(0, 200), actions=st.lists(ring_action, max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_what_the_device_gets_stays_finite_and_within_full_scale(fade, actions):
+    """The declicking reader (a fall continued from the sound, a rise, a stop fade) hands the
+    device nothing beyond what the safety stage allows, whatever the producer and device do."""
+    from engine.ringbuffer import RingBuffer
+
+    ring = RingBuffer(1024, fade_samples=fade)
+    for kind, arg in actions:
+        if kind == "write":
+            ring.write(arg)
+        elif kind == "stop":
+            ring.request_stop()
+        else:
+            out = np.full(arg, np.nan, np.float32)
+            ring.read_into(out)
+            assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+    assert ring.fill >= 0 and ring.read_position <= ring.written
