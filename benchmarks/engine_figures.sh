@@ -1,7 +1,8 @@
 #!/bin/bash
 # The README's engine figures: three quick benches (ranges), the large prior for comparison, bigger
 # steps, then play 20 s, the callbacks under --gil-load (120 s each) and a 10-minute --hog soak on a
-# JACK dummy device at 48 kHz / 256; last, how late this machine wakes a sleeping thread.
+# JACK dummy device at 48 kHz / 256; then how late this machine wakes a sleeping thread; last, the
+# click of an underrun and of a stop (declick) and the app's own knob latency and GUI CPU.
 # Run on an idle machine with no other jackd up. Figures land in $OUT (default runs/engine_figures).
 cd "$(dirname "$0")/.."
 M=${MELSYNTH:-.venv/bin/melsynth}
@@ -26,4 +27,6 @@ uptime >> $O/engine_load.txt
 kill $JP
 .venv/bin/python benchmarks/wake_probe.py --hog > $O/wake_probe_hog.jsonl
 .venv/bin/python benchmarks/wake_probe.py --policy nice fifo --seconds 30 > $O/wake_probe_idle.jsonl
+.venv/bin/python benchmarks/declick.py > $O/declick.json
+QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/app_latency.py > $O/app_latency.json 2> $O/app_latency.err
 echo done > $O/engine.done
