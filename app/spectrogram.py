@@ -1,17 +1,15 @@
 """The live spectrogram (a scrolling mel view) and the output level meter.
 
-The view keeps a ring of the newest ``columns`` mel frames; each ``push`` writes
+The view keeps a ring of the newest ``columns`` frames, coloured as they come in
+(through the colour map's 256-entry table) into 8-bit RGB columns; each ``push`` writes
 new frames at the write position and redraws the ring unrolled, so the newest
 frame is always at the right edge::
 
     ring   [ f6 f7 f8 | f3 f4 f5 ]      write position -> after f8
-    shown  [ f3 f4 f5 f6 f7 f8 ]       np.roll(ring, -write)
+    shown  [ f3 f4 f5 f6 f7 f8 ]       the ring unrolled: what pyqtgraph shows as it is
 
-Only the new frames are coloured (through the colour map's 256-entry table), into a ring
-of RGB columns beside the log-mel one; the image handed to pyqtgraph is that ring
-unrolled, 8-bit RGB, which it shows as it is. Handing it the float frames made pyqtgraph
-scale and colour the whole image, and rebuild its colour table, at every paint: about
-1 ms of the GUI thread's 3.3 ms a frame.
+Handing pyqtgraph the float frames instead made it scale and colour the whole image, and
+rebuild its colour table, at every paint: about 1 ms of the GUI thread's 3.3 ms a frame.
 """
 from __future__ import annotations
 
@@ -41,7 +39,6 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         self.n_mels = n_mels
         self.columns = int(round(seconds * frames_per_second))
         self.frames_per_second = frames_per_second
-        self.ring = np.full((n_mels, self.columns), DISPLAY_LEVELS[0], dtype=np.float32)
         self._lut = np.ascontiguousarray(mel_colormap().getLookupTable(0.0, 1.0, 256, alpha=False), np.uint8)
         self._rgb = np.empty((n_mels, self.columns, 3), np.uint8)
         self._rgb[:] = self._lut[0]
@@ -74,12 +71,9 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         k = frames.shape[1]
         end = self.write + k
         if end <= self.columns:
-            self.ring[:, self.write:end] = frames
             self._rgb[:, self.write:end] = rgb
         else:
             first = self.columns - self.write
-            self.ring[:, self.write:] = frames[:, :first]
-            self.ring[:, : k - first] = frames[:, first:]
             self._rgb[:, self.write:] = rgb[:, :first]
             self._rgb[:, : k - first] = rgb[:, first:]
         self.write = end % self.columns
@@ -91,10 +85,6 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
         low, high = DISPLAY_LEVELS
         index = np.clip((log_mel - low) * (255.0 / (high - low)), 0.0, 255.0).astype(np.uint8)
         return self._lut[index]
-
-    def shown(self) -> np.ndarray:
-        """The image as displayed: ``(n_mels, columns)``, newest frame last."""
-        return np.roll(self.ring, -self.write, axis=1)
 
     def shown_rgb(self) -> np.ndarray:
         """The image as displayed, coloured: ``(n_mels, columns, 3)`` uint8, newest frame last."""
