@@ -28,7 +28,8 @@ from scipy.signal import butter, sosfilt
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.controls import Controls  # noqa: E402
 from engine.ringbuffer import RingBuffer  # noqa: E402
-from engine.synth import SynthConfig, render_offline  # noqa: E402
+from engine.config import SynthConfig  # noqa: E402
+from engine.pipeline import render_offline  # noqa: E402
 
 RATE, BLOCK = 48000, 256
 

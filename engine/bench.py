@@ -50,7 +50,11 @@ import numpy as np
 from engine.audio import AudioOutput, FakeOutput
 from engine.bundle import ModelBundle
 from engine.controls import Controls
-from engine.synth import Pipeline, SetControls, Synth, SynthConfig, _as_bundle, load_models
+from engine.chain import load_models
+from engine.commands import SetControls
+from engine.config import SynthConfig
+from engine.pipeline import Pipeline, as_bundle
+from engine.synth import Synth
 
 BENCH_RATE = 48000
 BENCH_BLOCK = 256
@@ -295,7 +299,7 @@ def run_bench(bundle=None, vocoder: str | None = None, seconds: float = 10.0, mo
               soak: float = 0.0, hog: bool = False, device=None, hostapi: str | None = None,
               config: SynthConfig = SynthConfig(), loader=load_models, gil_load: bool = False,
               python_callback: bool = False) -> dict:
-    bundle = _as_bundle(bundle)
+    bundle = as_bundle(bundle)
     import os
 
     out: dict = {"bundle": str(bundle.root), "bundle_name": bundle.name,

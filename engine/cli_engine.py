@@ -114,7 +114,7 @@ def run_bench(args: argparse.Namespace) -> int:
     device = args.device
     if device is not None and device.strip().lstrip("-").isdigit():
         device = int(device)
-    from engine.synth import SynthConfig
+    from engine.config import SynthConfig
 
     try:
         config = SynthConfig(frames_per_step=args.frames_per_step)

@@ -1,6 +1,6 @@
 """Offline rendering to files: music from noise, and a spectrogram picture of it.
 
-``render_walk`` is ``engine.synth.render_offline`` with a seeded latent walk: the
+``render_walk`` is ``engine.pipeline.render_offline`` with a seeded latent walk: the
 same pipeline the live synth runs, so what a render sounds like is what ``play``
 sounds like for the same seed.
 """
@@ -15,7 +15,8 @@ import numpy as np
 from engine.atomic import atomic_write, atomic_write_bytes
 from engine.controls import WALK_SPEED, WALK_SPREAD, Controls
 from engine.features import MelSpec, log_mel
-from engine.synth import SynthConfig, render_offline
+from engine.config import SynthConfig
+from engine.pipeline import render_offline
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 

@@ -77,6 +77,11 @@ When to step: the producer follows the device's read clock (engine.schedule) and
 step when the time left before the device would find the ring short falls under what that
 step needs (its kind's slowest recent time, plus the producer's slowest recent wake-up): as
 late as is safe, so a knob move waits behind as little queued audio as the machine allows.
+
+This module is the live part (the producer thread, the device, the transport). What one
+step computes is ``engine.pipeline.Pipeline`` (shared with ``render_offline``), built of
+``engine.chain`` (a bundle's generators), ``engine.resample`` and ``engine.tap`` (the GUI's
+view of what was made); commands are ``engine.commands``, settings ``engine.config``.
 """
 from __future__ import annotations
 
@@ -86,19 +91,27 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from engine.bundle import BundleError, ModelBundle, default_bundle_path, load_bundle
+from engine.bundle import BundleError, ModelBundle
 from engine.callback import prepare_kernels
+from engine.chain import Chain, ModelLoader, load_models
+from engine.commands import EditCanvas, SetCanvas, SetControls, SetFile, SwapChain, frozen_copy
+from engine.config import SynthConfig
 from engine.controls import Controls
 from engine.features import MelSpec
+from engine.pipeline import Pipeline, as_bundle, render_offline
 from engine.ringbuffer import RingBuffer
-from engine.safety import SafetyStage
 from engine.schedule import DeviceClock, RecentMax, RecentQuantile
-from engine.sources import CanvasSource, FileSource, LatentSource, SilentSource, file_log_mel
+from engine.sources import file_log_mel
+from engine.tap import MelTap
+
+# The public API (module docstring) names these from here; they live in their own modules.
+__all__ = ["Synth", "SynthConfig", "SynthStatus", "render_offline", "freeze_heap",
+           "SetControls", "SetCanvas", "EditCanvas", "SetFile", "SwapChain"]
 
 DEFAULT_DEVICE_RATE = 48000
 # The slowest-step memories keep the last 256 to 512 steps of a kind (6 to 12 s of audio at one
@@ -132,457 +145,7 @@ _SWITCH_INTERVAL_S = 0.001
 _PREPARE_S_AT_START = 0.003
 
 
-# --------------------------------------------------------------------------- configuration
-@dataclass(frozen=True)
-class SynthConfig:
-    """Engine settings (saved with a bench run; the defaults are the shipped ones).
 
-    frames_per_step:  mel frames per producer step (1 = lowest knob latency)
-    target_ms:        the producer delivers at least this long before the device would run short
-                      (``engine.schedule``), and earlier when its recent steps need more: the
-                      slowest recent step of the kind due (with or without the prior's work)
-                      plus its own slowest recent wake-up
-    target_max_ms:    each underrun adds 4 ms to that, up to this much added (0 = never adapt)
-    ring_seconds:     ring capacity
-    knob_crossfade_frames:   mel crossfade after a knob move (latent source)
-    source_crossfade_frames: mel crossfade when the source changes
-    swap_crossfade_ms:       audio crossfade when the bundle or vocoder is hot-swapped
-    limiter_threshold, dc_cutoff_hz: safety stage
-    record_events:    keep (frame, command) of everything applied, for offline replay
-    declick_ms:       ramps at the device's edges (engine.ringbuffer): into and out of an
-                      underrun's gap, at stop, and when play resumes a sound; 0 = hard edges
-    """
-
-    frames_per_step: int = 1
-    target_ms: float = 0.0
-    target_max_ms: float = 32.0
-    ring_seconds: float = 0.5
-    knob_crossfade_frames: int = 3
-    source_crossfade_frames: int = 8
-    swap_crossfade_ms: float = 150.0
-    limiter_threshold: float = 0.9
-    dc_cutoff_hz: float = 10.0
-    record_events: bool = False
-    tap_frames: int = 512
-    declick_ms: float = 3.0
-
-    def __post_init__(self) -> None:
-        if not self.declick_ms >= 0:
-            raise ValueError(f"declick_ms must be >= 0, got {self.declick_ms}")
-        if self.frames_per_step < 1:
-            raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
-        if not self.ring_seconds > 0:
-            raise ValueError(f"ring_seconds must be positive, got {self.ring_seconds}")
-        if not self.target_ms >= 0:
-            raise ValueError(f"target_ms must be >= 0, got {self.target_ms}")
-
-
-# --------------------------------------------------------------------------- commands
-# Immutable messages from other threads; the producer applies them between steps and
-# (with record_events) logs (frame_index, command) so render_offline can replay a session.
-@dataclass(frozen=True)
-class SetControls:
-    controls: Controls
-
-
-@dataclass(frozen=True, eq=False)
-class SetCanvas:
-    log_mel: np.ndarray  # (n_mels, N) read-only copy
-
-
-@dataclass(frozen=True, eq=False)
-class EditCanvas:
-    start_frame: int
-    values: np.ndarray  # (bins, k) read-only copy
-    bin_start: int = 0
-
-
-@dataclass(frozen=True, eq=False)
-class SetFile:
-    log_mel: np.ndarray
-    path: str = ""
-
-
-@dataclass(frozen=True, eq=False)
-class SwapChain:
-    """Hot-swap to another bundle and/or vocoder. ``loaded`` carries models built off-thread."""
-
-    bundle: ModelBundle
-    vocoder: str
-    loaded: Any = field(default=None, compare=False, repr=False)
-
-
-def _frozen_copy(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float32, copy=True)
-    a.setflags(write=False)
-    return a
-
-
-ModelLoader = Callable[[ModelBundle, str], tuple]  # (bundle, vocoder name) -> (prior | None, vocoder)
-
-
-def load_models(bundle: ModelBundle, vocoder: str) -> tuple:
-    """The real loader: ``(Prior | None, Vocoder)`` from a bundle (engine.prior / engine.vocoder)."""
-    from engine.vocoder import load_vocoder
-
-    prior = None
-    if bundle.prior is not None:
-        from engine.prior import load_prior
-
-        prior = load_prior(bundle)
-    return prior, load_vocoder(bundle, vocoder)
-
-
-# --------------------------------------------------------------------------- one bundle's generators
-class Chain:
-    """A bundle's prior (through its latent source) and vocoder, with their streaming state."""
-
-    def __init__(self, bundle: ModelBundle, vocoder_name: str, prior, vocoder, controls: Controls,
-                 config: SynthConfig):
-        self.bundle = bundle
-        self.vocoder_name = vocoder_name
-        self.prior = prior
-        self.vocoder = vocoder
-        self.latent = (LatentSource(prior, bundle.mel, controls, config.knob_crossfade_frames)
-                       if prior is not None else SilentSource(bundle.mel))
-        self.used = False
-        self.errors = 0  # vocoder calls that raised (answered with silence, vocoder reset)
-        self.last_error: str | None = None
-
-    @classmethod
-    def build(cls, bundle: ModelBundle, vocoder_name: str | None, controls: Controls, config: SynthConfig,
-              loader: ModelLoader) -> "Chain":
-        name = vocoder_name or bundle.default_vocoder
-        bundle.vocoder(name)  # BundleError naming the bundle if there is no such vocoder
-        prior, vocoder = loader(bundle, name)
-        chain = cls(bundle, name, prior, vocoder, controls, config)
-        chain.warm_up()
-        return chain
-
-    def warm_up(self) -> None:
-        """Run each model once and reset it, here rather than in the producer's first step.
-
-        First calls pay for lazy set-up (onnxruntime's first run, filterbanks, imports):
-        seconds on a cold start, which would otherwise be a gap at play or at a hot-swap.
-        """
-        self.vocoder.push(np.full((self.bundle.mel.n_mels, 1), self.bundle.mel.log_min, dtype=np.float32))
-        self.vocoder.reset()
-        if self.prior is not None:
-            self.prior.step(np.zeros(self.prior.latent_size, dtype=np.float32))
-            self.prior.reset()
-
-    @property
-    def directions(self) -> tuple:
-        return tuple(self.prior.directions) if self.prior is not None else ()
-
-    def push(self, mel: np.ndarray) -> np.ndarray:
-        """``(n_mels, k) log10 -> (k * hop,)`` float; a vocoder that fails or emits garbage is reset."""
-        want = mel.shape[1] * self.bundle.mel.hop_length
-        try:
-            audio = np.asarray(self.vocoder.push(mel), dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 - a model failing once must not end the performance
-            self.errors += 1
-            self.last_error = f"vocoder {self.vocoder_name!r} failed: {exc}"
-            self.vocoder.reset()
-            return np.zeros(want, dtype=np.float32)
-        # one reduction catches NaN and inf (and absurd magnitudes, which are garbage too)
-        if audio.shape != (want,) or not math.isfinite(float(np.add.reduce(audio, dtype=np.float64))):
-            # Non-finite state would poison every later chunk: start the vocoder afresh.
-            self.vocoder.reset()
-            fixed = np.zeros(want, dtype=np.float32)
-            if audio.ndim == 1:
-                n = min(want, audio.size)
-                fixed[:n] = np.nan_to_num(audio[:n], nan=0.0, posinf=0.0, neginf=0.0)
-            return fixed
-        return audio
-
-
-# --------------------------------------------------------------------------- resampler
-class StreamResampler:
-    """Model rate -> device rate, streaming (soxr, variable-rate engine at a fixed ratio).
-
-    soxr's default engines emit in bursts of several thousand samples (its FFT block),
-    which would add ~90 ms of latency; the variable-rate engine emits every chunk
-    with ~2 ms delay and images below -115 dB at 11025 -> 48000. Equal rates pass through.
-    """
-
-    def __init__(self, in_rate: int, out_rate: int):
-        self.in_rate = int(in_rate)
-        self.out_rate = int(out_rate)
-        self._soxr = None
-        if self.in_rate != self.out_rate:
-            import soxr
-
-            self._soxr = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
-                                             quality="HQ", vr=True)
-
-    @property
-    def delay_samples(self) -> float:
-        """Output samples still inside the resampler (0 when passing through)."""
-        return float(self._soxr.delay()) if self._soxr is not None else 0.0
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        if self._soxr is None:
-            return x
-        y = self._soxr.resample_chunk(np.ascontiguousarray(x, dtype=np.float32))
-        return np.clip(y, -1.0, 1.0, out=y)  # overshoot of a limited signal
-
-
-# --------------------------------------------------------------------------- tap for the GUI
-class MelTap:
-    """Recent mel frames and output level, written by the producer, read by the GUI."""
-
-    def __init__(self, n_mels: int, capacity: int = 512):
-        self.capacity = capacity
-        self._frames = np.zeros((n_mels, capacity), dtype=np.float32)
-        self._count = 0
-        self._audio = np.zeros(0, dtype=np.float32)
-        self._lock = threading.Lock()  # never taken by the audio callback
-
-    def push(self, mel: np.ndarray, audio: np.ndarray) -> None:
-        """Producer side: ``mel (n_mels, k)`` and the device-rate ``audio`` chunk made from it (kept, not copied)."""
-        k = min(mel.shape[1], self.capacity)
-        mel = mel[:, mel.shape[1] - k:]
-        with self._lock:
-            i = self._count % self.capacity
-            first = min(k, self.capacity - i)
-            self._frames[:, i:i + first] = mel[:, :first]
-            if k > first:
-                self._frames[:, : k - first] = mel[:, first:]
-            self._count += k
-            self._audio = audio  # the meter measures it on the reader's thread
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def frames_since(self, counter: int, lag: int = 0) -> tuple[int, np.ndarray]:
-        """Frames produced after ``counter`` (at most ``capacity``) but for the newest ``lag``,
-        and the new counter (never behind ``counter``). ``lag``: ``Synth.heard_lag_frames()``
-        holds back the frames that are not heard yet."""
-        with self._lock:
-            counter = max(0, int(counter))
-            end = max(counter, self._count - max(0, int(lag)))
-            n = min(end - counter, self.capacity)
-            cols = (end - n + np.arange(n)) % self.capacity
-            return end, self._frames[:, cols].copy()
-
-    def latest(self, n: int) -> np.ndarray:
-        """The newest ``n`` frames, oldest first (padded with the floor before the start)."""
-        with self._lock:
-            n = min(int(n), self.capacity)
-            out = np.full((self._frames.shape[0], n), np.float32(-5.0))
-            have = min(n, self._count)
-            cols = (self._count - have + np.arange(have)) % self.capacity
-            out[:, n - have:] = self._frames[:, cols]
-            return out
-
-    def level(self) -> tuple[float, float]:
-        """(peak, rms) of the newest chunk in dBFS (-120 for silence)."""
-        audio = self._audio  # one reference read: the producer never writes into a chunk it handed on
-        if audio.size == 0:
-            return -120.0, -120.0
-        peak = float(np.max(np.abs(audio)))
-        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-        to_db = lambda v: 20.0 * math.log10(v) if v > 1e-6 else -120.0  # noqa: E731
-        return to_db(peak), to_db(rms)
-
-
-# --------------------------------------------------------------------------- the pipeline
-def _raised_cosine(start: int, n: int, length: int) -> np.ndarray:
-    """Weights of samples ``start .. start+n-1`` of a 0 -> 1 raised-cosine fade of ``length``."""
-    t = (np.arange(start, start + n, dtype=np.float64) + 1.0) / length
-    return 0.5 - 0.5 * np.cos(np.pi * np.clip(t, 0.0, 1.0))
-
-
-class Pipeline:
-    """source -> prior -> vocoder -> safety -> resampler: deterministic, single-threaded.
-
-    The producer thread and ``render_offline`` both drive exactly this class, so a
-    streamed session and its offline replay produce the same samples::
-
-        step():  apply commands due -> mel (256, k) from the source(s) -> vocoder(s)
-                 -> crossfades -> safety -> resample -> (k * hop * out/in,) device samples
-
-    Crossfades: a source switch blends the two sources' log-mel frames over
-    ``source_crossfade_frames`` (one vocoder, no phase problems); a hot-swap runs the
-    old and the new chain side by side and blends their audio with a raised cosine
-    over ``swap_crossfade_ms``, after which the old chain is dropped.
-    """
-
-    def __init__(self, bundle: ModelBundle, vocoder: str | None = None, config: SynthConfig = SynthConfig(),
-                 controls: Controls | None = None, out_rate: int | None = None,
-                 loader: ModelLoader = load_models, chain: Chain | None = None):
-        self.config = config
-        self.controls = controls or Controls()
-        self._gain = self.controls.safe_gain
-        self.loader = loader
-        self.chain = chain or Chain.build(bundle, vocoder, self.controls, config, loader)
-        self.chain.used = True
-        self.spec: MelSpec = self.chain.bundle.mel
-        self.old_chain: Chain | None = None
-        self._swap_pos = 0
-        self._swap_len = max(1, int(round(config.swap_crossfade_ms * 1e-3 * self.spec.sample_rate)))
-        self.canvas = CanvasSource(self.spec)
-        self.file = FileSource(self.spec)
-        self.source = self.controls.source
-        self._prev_source: str | None = None
-        self._source_fade_pos = 0
-        self.safety = SafetyStage(self.spec.sample_rate, config.dc_cutoff_hz, config.limiter_threshold)
-        self.out_rate = int(out_rate or self.spec.sample_rate)
-        self.resampler = StreamResampler(self.spec.sample_rate, self.out_rate)
-        self.tap = MelTap(self.spec.n_mels, config.tap_frames)
-        self.frame_index = 0
-        self.samples_out = 0
-        self.events: list[tuple[int, Any]] = []
-
-    # ---------------------------------------------------------------- commands
-    def set_out_rate(self, rate: int) -> None:
-        if int(rate) != self.out_rate:
-            self.out_rate = int(rate)
-            self.resampler = StreamResampler(self.spec.sample_rate, self.out_rate)
-
-    def apply(self, cmd) -> None:
-        if self.config.record_events:
-            self.events.append((self.frame_index, cmd))
-        if isinstance(cmd, SetControls):
-            self._set_controls(cmd.controls)
-        elif isinstance(cmd, EditCanvas):
-            self.canvas.edit(cmd.start_frame, cmd.values, cmd.bin_start)
-        elif isinstance(cmd, SetCanvas):
-            self.canvas.set_frames(cmd.log_mel)
-        elif isinstance(cmd, SetFile):
-            self.file.set_frames(cmd.log_mel, keep_playhead=False)
-            self.file.path = cmd.path
-        elif isinstance(cmd, SwapChain):
-            self._swap(cmd)
-        else:
-            raise TypeError(f"unknown synth command {cmd!r}")
-
-    def _set_controls(self, controls: Controls) -> None:
-        self.controls = controls
-        self._gain = controls.safe_gain
-        self.chain.latent.set_controls(controls)
-        if self.old_chain is not None:
-            self.old_chain.latent.set_controls(controls)
-        if controls.source != self.source:
-            if self._prev_source is not None and self._prev_source == controls.source:
-                # switching back mid-fade: reverse the fade from where it is
-                self._source_fade_pos = max(0, self.config.source_crossfade_frames - self._source_fade_pos - 1)
-            else:
-                self._source_fade_pos = 0
-            self._prev_source = self.source
-            self.source = controls.source
-
-    def _swap(self, cmd: SwapChain) -> None:
-        chain = cmd.loaded
-        if chain is None or chain.used:  # replay, or a command applied twice: build afresh
-            chain = Chain.build(cmd.bundle, cmd.vocoder, self.controls, self.config, self.loader)
-        chain.used = True
-        chain.latent.set_controls(self.controls)
-        if chain.bundle.mel != self.spec:
-            raise BundleError(chain.bundle.json_path, "mel",
-                              "hot-swap needs the same MelSpec as the playing bundle")
-        # a swap during a swap: the chain fading out is dropped, the current one fades out
-        self.old_chain = self.chain
-        self.chain = chain
-        self._swap_pos = 0
-
-    # ---------------------------------------------------------------- one step
-    def _mel(self, chain: Chain, shared: dict, k: int) -> np.ndarray:
-        def frames(name: str) -> np.ndarray:
-            if name == "latent":
-                return chain.latent.next_frames(k)
-            if name not in shared:
-                shared[name] = (self.canvas if name == "canvas" else self.file).next_frames(k)
-            return shared[name]
-
-        cur = frames(self.source)
-        if self._prev_source is None:
-            return cur
-        prev = frames(self._prev_source)
-        n = self.config.source_crossfade_frames
-        w = ((self._source_fade_pos + np.arange(k) + 1.0) / (n + 1.0)).clip(0.0, 1.0).astype(np.float32)
-        return prev + (cur - prev) * w[None, :]
-
-    def heavy_step_due(self) -> bool:
-        """Whether the next step runs the prior (a latent step, a knob's re-run) or two chains
-        (a hot-swap): such a step takes several times a vocoder-only one."""
-        if self.old_chain is not None:
-            return True
-        if self.source != "latent" and self._prev_source != "latent":
-            return False
-        return self.chain.latent.prior_due(self.config.frames_per_step)
-
-    def prepare(self) -> bool:
-        """Prior work of the next step, done ahead (``LatentSource.prepare``); True if there was any.
-
-        Only while the latent source is being heard: a source that is not pulled must not
-        advance, or a later switch back would start elsewhere than an offline replay does.
-        """
-        if self.source != "latent" and self._prev_source != "latent":
-            return False
-        return self.chain.latent.prepare()
-
-    def step(self) -> np.ndarray:
-        """One producer step: ``frames_per_step`` mel frames -> device-rate float32 samples."""
-        k = self.config.frames_per_step
-        shared: dict = {}
-        mel = self._mel(self.chain, shared, k)
-        audio = self.chain.push(mel)
-        if self.old_chain is not None:
-            old = self.old_chain.push(self._mel(self.old_chain, shared, k))
-            w = _raised_cosine(self._swap_pos, audio.size, self._swap_len)
-            audio = old + (audio - old) * w
-            self._swap_pos += audio.size
-            if self._swap_pos >= self._swap_len:
-                self.old_chain = None
-        if self._prev_source is not None:
-            self._source_fade_pos += k
-            if self._source_fade_pos >= self.config.source_crossfade_frames:
-                self._prev_source = None
-        safe = self.safety.process(audio, self._gain)
-        out = self.resampler.process(safe)
-        self.tap.push(mel, out)
-        self.frame_index += k
-        self.samples_out += out.size
-        return out
-
-
-# --------------------------------------------------------------------------- offline
-def _as_bundle(bundle) -> ModelBundle:
-    if isinstance(bundle, ModelBundle):
-        return bundle
-    return load_bundle(bundle if bundle is not None else default_bundle_path())
-
-
-def render_offline(bundle, seconds: float, controls: Controls | None = None, events=(),
-                   vocoder: str | None = None, config: SynthConfig = SynthConfig(),
-                   sample_rate: int | None = None, loader: ModelLoader = load_models,
-                   n_samples: int | None = None) -> np.ndarray:
-    """Run the streaming pipeline without a device: ``-> (samples,)`` float32 in [-1, 1].
-
-    ``events``: ``(frame_index, command)`` pairs (e.g. ``Synth.event_log()``), applied
-    at the start of the step that begins at that frame, in order. ``sample_rate``
-    None = the model rate (no resampling). ``n_samples`` overrides ``seconds``.
-    """
-    bundle = _as_bundle(bundle)
-    pipe = Pipeline(bundle, vocoder, config, controls, sample_rate, loader)
-    rate = pipe.out_rate
-    total = int(n_samples) if n_samples is not None else int(round(float(seconds) * rate))
-    pending = collections.deque(sorted(events, key=lambda e: e[0]) if events else ())
-    chunks, have = [], 0
-    while have < total:
-        while pending and pending[0][0] <= pipe.frame_index:
-            pipe.apply(pending.popleft()[1])
-        out = pipe.step()
-        chunks.append(out)
-        have += out.size
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return audio[:total].astype(np.float32, copy=False)
-
-
-# --------------------------------------------------------------------------- the live synth
 def freeze_heap() -> int:
     """Take every object alive now out of the cyclic garbage collector's walks (``gc.freeze``).
 
@@ -613,7 +176,6 @@ def _raise_thread_priority(nice: int = -10) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------- the live synth
 @dataclass(frozen=True)
 class SynthStatus:
     playing: bool
@@ -643,7 +205,7 @@ class Synth:
         self.config = config
         self._loader = loader
         self._controls = controls or Controls()
-        self._pipeline = Pipeline(_as_bundle(bundle), vocoder, config, self._controls, device_rate, loader)
+        self._pipeline = Pipeline(as_bundle(bundle), vocoder, config, self._controls, device_rate, loader)
         prepare_kernels()  # compiled (or loaded from numba's cache) now, not in a device's first callback
         self._commands: collections.deque = collections.deque()  # GUI/MIDI -> producer, never blocks
         self.ring = RingBuffer(int(config.ring_seconds * 192000))
@@ -747,7 +309,7 @@ class Synth:
         arr = np.asarray(log_mel)
         if arr.ndim != 2 or arr.shape[0] != self.spec.n_mels or arr.shape[1] < 1:
             raise ValueError(f"canvas must be ({self.spec.n_mels}, N>=1) log10 mel, got shape {arr.shape}")
-        self._submit(SetCanvas(_frozen_copy(arr)))
+        self._submit(SetCanvas(frozen_copy(arr)))
 
     def edit_canvas(self, start_frame: int, values: np.ndarray, bin_start: int = 0) -> None:
         vals = np.asarray(values)
@@ -755,11 +317,11 @@ class Synth:
             vals = vals[:, None]
         if vals.ndim != 2:
             raise ValueError(f"canvas edit values must be (bins, frames), got shape {vals.shape}")
-        self._submit(EditCanvas(int(start_frame), _frozen_copy(vals), int(bin_start)))
+        self._submit(EditCanvas(int(start_frame), frozen_copy(vals), int(bin_start)))
 
     def load_file(self, path) -> int:
         mel = file_log_mel(path, self.spec)
-        self._submit(SetFile(_frozen_copy(mel), str(path)))
+        self._submit(SetFile(frozen_copy(mel), str(path)))
         return mel.shape[1]
 
     def swap_bundle(self, bundle=None, vocoder: str | None = None, wait: bool = False) -> threading.Thread:
@@ -769,7 +331,7 @@ class Synth:
         """
         def work():
             try:
-                b = _as_bundle(bundle) if bundle is not None else self.bundle
+                b = as_bundle(bundle) if bundle is not None else self.bundle
                 chain = Chain.build(b, vocoder, self._controls, self.config, self._loader)
                 freeze_heap()  # the new models too (a collection would stall the playing chain)
                 if b.mel != self.spec:

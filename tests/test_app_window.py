@@ -56,7 +56,7 @@ def tick(qtbot, out, blocks: int) -> None:
 
 
 def test_knob_turn_changes_latent_point_and_the_audio_after_it(playing_window, qtbot):
-    from engine.synth import render_offline
+    from engine.pipeline import render_offline
     from tests.engine_fakes import fake_loader
 
     w, outputs = playing_window()

@@ -7,7 +7,9 @@ from hypothesis.extra.numpy import arrays
 
 from engine.controls import Controls
 from engine.safety import SafetyStage
-from engine.synth import EditCanvas, Pipeline, SetCanvas, SetControls, SetFile, SynthConfig
+from engine.commands import EditCanvas, SetCanvas, SetControls, SetFile
+from engine.config import SynthConfig
+from engine.pipeline import Pipeline
 from tests.engine_fakes import fake_bundle, fake_loader
 
 any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)
@@ -69,7 +71,7 @@ def test_pipeline_output_stays_finite_and_bounded(bundle, actions, fps, rate):
 @given(actions=st.lists(action, min_size=1, max_size=8), fps=st.integers(1, 2))
 def test_onnx_models_stay_finite_and_bounded(tiny_onnx, actions, fps):
     """The same through the real engine Prior and the amplitude-phase Vocoder (ONNX, random weights)."""
-    from engine.synth import load_models
+    from engine.chain import load_models
 
     run_actions(Pipeline(tiny_onnx, "ap", SynthConfig(frames_per_step=fps), Controls(seed=1), 48000, load_models),
                 actions)

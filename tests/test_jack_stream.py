@@ -15,7 +15,9 @@ import pytest
 from engine.callback import native_callback
 from engine.controls import Controls
 from engine.ringbuffer import RingBuffer
-from engine.synth import Synth, SynthConfig, render_offline
+from engine.config import SynthConfig
+from engine.pipeline import render_offline
+from engine.synth import Synth
 from tests.engine_fakes import declick_fall, fake_bundle, fake_loader
 
 pytestmark = pytest.mark.jack

@@ -13,7 +13,10 @@ import pytest
 
 from engine.audio import FakeOutput
 from engine.controls import Controls
-from engine.synth import SetControls, Synth, SynthConfig, render_offline
+from engine.commands import SetControls
+from engine.config import SynthConfig
+from engine.pipeline import render_offline
+from engine.synth import Synth
 from tests.engine_fakes import fake_bundle, fake_loader
 
 RATE = 48000
@@ -62,7 +65,7 @@ def tiny_onnx_bundle():
 def test_streamed_capture_equals_offline_render(tmp_path, request, frames_per_step, models):
     """``onnx``: the real engine Prior (toy ONNX prior) and Vocoders, hot-swapping classical -> amplitude-phase."""
     if models == "onnx":
-        from engine.synth import load_models
+        from engine.chain import load_models
 
         bundle = request.getfixturevalue("tiny_onnx_bundle")
         make_loader, swap_to = (lambda: load_models), "ap"

@@ -9,8 +9,11 @@ from engine.audio import FakeOutput
 from engine.controls import Controls, latent_point
 from engine.schedule import RecentMax, RecentQuantile
 from engine.sources import LatentSource
-from engine.synth import (Chain, EditCanvas, Pipeline, SetCanvas, SetControls, SwapChain, Synth, SynthConfig,
-                          render_offline)
+from engine.chain import Chain
+from engine.commands import EditCanvas, SetCanvas, SetControls, SwapChain
+from engine.config import SynthConfig
+from engine.pipeline import Pipeline, render_offline
+from engine.synth import Synth
 from tests.engine_fakes import FakePrior, FakeVocoder, declick_fall, fake_bundle, fake_loader
 
 HOP = 256
@@ -265,7 +268,7 @@ def test_stop_fades_out_and_a_resumed_play_fades_in(bundle):
 
 
 def test_the_tap_holds_back_the_newest_frames_and_never_goes_back():
-    from engine.synth import MelTap
+    from engine.tap import MelTap
 
     tap = MelTap(4, capacity=16)
     frames = np.arange(40, dtype=np.float32).reshape(4, 10)
