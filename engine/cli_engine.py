@@ -83,10 +83,14 @@ def run_play(args: argparse.Namespace) -> int:
     flags = out.status_flags if out is not None else 0
     callbacks = out.callbacks if out is not None else 0
     native = bool(getattr(out, "native", False))  # the callback runs without the GIL
+    ring = synth.ring
+    # in seconds of sound played (None: no underrun): a start-up gap, or a stall later on?
+    underrun_s = {f"{k}_underrun_s": (round(v / st.sample_rate, 3) if v >= 0 else None)
+                  for k, v in (("first", ring.first_underrun_at), ("last", ring.last_underrun_at))}
     synth.stop()
     summary = {
         "seconds": round(played, 3) if ok else 0.0, "device": st.device, "sample_rate": st.sample_rate,
-        "blocksize": st.blocksize, "callbacks": callbacks, "underruns": st.underruns,
+        "blocksize": st.blocksize, "callbacks": callbacks, "underruns": st.underruns, **underrun_s,
         "host_status_flags": flags, "native_callback": native, "latency_ms": round(st.latency_ms, 2),
         "lead_ms": round(st.lead_ms, 2), "cpu_load": round(st.cpu_load, 4),
         "bundle": st.bundle, "vocoder": st.vocoder, "seed": args.seed, "interrupted": interrupted,

@@ -60,6 +60,7 @@ def test_play_without_a_device_reports_why(tiny):
     summary = json.loads(out.stdout)
     assert "melsynth-no-such-device" in summary["error"] or "PortAudio" in summary["error"]
     assert summary["underruns"] == 0 and summary["seconds"] == 0.0
+    assert summary["first_underrun_s"] is None
 
 
 def test_bench_json_has_every_figure(tiny, capsys):

@@ -206,4 +206,5 @@ def test_melsynth_play_json_through_jack(tmp_path, jack_output_factory):
     assert "JACK" in summary["device"] and summary["sample_rate"] == 11025
     assert summary["seconds"] >= 2.9 and summary["callbacks"] >= 100
     assert summary["underruns"] == 0
+    assert summary["first_underrun_s"] is None and summary["last_underrun_s"] is None  # when, had there been one
     assert summary["native_callback"] == (native_callback() is not None)
