@@ -110,8 +110,7 @@ from engine.sources import file_log_mel
 from engine.tap import MelTap
 
 # The public API (module docstring) names these from here; they live in their own modules.
-__all__ = ["Synth", "SynthConfig", "SynthStatus", "render_offline", "freeze_heap",
-           "SetControls", "SetCanvas", "EditCanvas", "SetFile", "SwapChain"]
+__all__ = ["Synth", "SynthConfig", "SynthStatus", "render_offline", "freeze_heap"]
 
 DEFAULT_DEVICE_RATE = 48000
 # The slowest-step memories keep the last 256 to 512 steps of a kind (6 to 12 s of audio at one
