@@ -302,6 +302,10 @@ class MainWindow(QMainWindow):
             return False
         self._first_sound_pending = self.first_sound_s is None
         ok = self.synth.play(device=self.device, blocksize=self.blocksize or None, **self._output_kw())
+        return self._show_started(ok, " \u2014 choose a device (Engine panel) to start.")
+
+    def _show_started(self, ok: bool, hint: str = "") -> bool:
+        """Say where the sound plays, or why there is none (``hint``: what to do about it)."""
         self.transport.show_playing(ok)
         if ok:
             self.audio_error = None
@@ -309,7 +313,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"playing on {st.device} ({st.sample_rate} Hz, block {st.blocksize})")
         else:
             self.audio_error = self.synth.status().error or "audio device unavailable"
-            self.show_message(f"no sound: {self.audio_error} \u2014 choose a device (Engine panel) to start.")
+            self.show_message(f"no sound: {self.audio_error}{hint}")
         return ok
 
     def _output_kw(self) -> dict:
@@ -336,14 +340,7 @@ class MainWindow(QMainWindow):
             return
         self._first_sound_pending = self.first_sound_s is None
         ok = self.synth.restart(device=self.device, blocksize=self.blocksize, **self._output_kw())
-        self.transport.show_playing(ok)
-        if ok:
-            self.audio_error = None
-            st = self.synth.status()
-            self.show_message(f"playing on {st.device} ({st.sample_rate} Hz, block {st.blocksize})")
-        else:
-            self.audio_error = self.synth.status().error or "audio device unavailable"
-            self.show_message(f"no sound: {self.audio_error}")
+        self._show_started(ok)
 
     def _refresh_devices(self) -> None:
         names, error = list_output_devices()
