@@ -98,7 +98,35 @@ class _SplitIndex:
         return state
 
 
-class AudioMelDataset:
+class _CorpusSplit:
+    """What both datasets share: items are crops that a ``_SplitIndex`` (``self._index``) places."""
+
+    _index: _SplitIndex
+
+    @property
+    def entries(self) -> list[FileEntry]:
+        return self._index.entries
+
+    def set_epoch(self, epoch: int) -> None:
+        self._index.epoch = int(epoch)
+
+    def locate(self, index: int) -> tuple[FileEntry, int]:
+        """Which file and start frame item ``index`` is cropped from."""
+        f, start = self._index.locate(index)
+        return self._index.entries[f], start
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int):
+        raise NotImplementedError
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+class AudioMelDataset(_CorpusSplit):
     """Aligned ``(audio (segment_frames*hop,), log_mel (n_mels, segment_frames))`` float32 pairs.
 
     ``corpus_dir``: a built corpus; ``split``: train | validation | test;
@@ -120,21 +148,6 @@ class AudioMelDataset:
             cache.ensure_audio_cache(self._index.corpus_dir, self.entries, progress=len(self.entries) > 20)
         self._files: dict[int, object] = {}
         self._pid = os.getpid()
-
-    @property
-    def entries(self) -> list[FileEntry]:
-        return self._index.entries
-
-    def set_epoch(self, epoch: int) -> None:
-        self._index.epoch = int(epoch)
-
-    def locate(self, index: int) -> tuple[FileEntry, int]:
-        """Which file and start frame item ``index`` is cropped from."""
-        f, start = self._index.locate(index)
-        return self._index.entries[f], start
-
-    def __len__(self) -> int:
-        return len(self._index)
 
     def _soundfile(self, f: int):
         import soundfile as sf
@@ -174,17 +187,13 @@ class AudioMelDataset:
         audio = self.read_audio(f, start * hop, frames * hop)
         return audio, mel
 
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
-
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_files"] = {}
         return state
 
 
-class MelWindowDataset:
+class MelWindowDataset(_CorpusSplit):
     """``(n_mels, window_frames)`` float32 log10 mel windows (``normalized=True``: in [-1, 1] space)."""
 
     def __init__(self, corpus_dir: str | os.PathLike, split: str, window_frames: int,
@@ -197,25 +206,8 @@ class MelWindowDataset:
                                   lambda e: self.spec.n_frames(e.samples) - window_frames,
                                   seed, random_offset, build_cache)
 
-    @property
-    def entries(self) -> list[FileEntry]:
-        return self._index.entries
-
-    def set_epoch(self, epoch: int) -> None:
-        self._index.epoch = int(epoch)
-
-    def locate(self, index: int) -> tuple[FileEntry, int]:
-        f, start = self._index.locate(index)
-        return self._index.entries[f], start
-
-    def __len__(self) -> int:
-        return len(self._index)
-
     def __getitem__(self, index: int) -> np.ndarray:
         f, start = self._index.locate(index)
         mel = np.array(self._index.mel(f)[:, start:start + self.window_frames], dtype=np.float32)
         return self.spec.normalize(mel).astype(np.float32) if self.normalized else mel
 
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
