@@ -38,6 +38,10 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="audio output device (name substring or index); "
                    "None means the system default")
     p.add_argument("--blocksize", type=int, default=256, help="audio block size in frames (0 = device's)")
+    p.add_argument("--lead-ms", type=float, default=0.0,
+                   help="deliver sound at least this long before the device would run short (0: as late as "
+                        "this machine has lately allowed); more costs as much knob latency and spares a "
+                        "machine that stalls for milliseconds its clicks")
     p.add_argument("--midi-port", default=None,
                    help="connect from this MIDI output port (name substring); None means melsynth's own "
                         "virtual input port, which other programs connect to")
@@ -57,6 +61,12 @@ def run_app(args) -> int:
         raise MelsynthError("--screenshot needs --quit-after SECONDS")
     if args.quit_after is not None and not args.quit_after > 0:
         raise MelsynthError(f"--quit-after must be positive, got {args.quit_after}")
+    from engine.config import SynthConfig
+
+    try:
+        synth_config = SynthConfig(target_ms=args.lead_ms)
+    except ValueError as exc:
+        raise MelsynthError(f"--lead-ms: {exc}") from exc
     t0 = process_start_monotonic()
     t_handler = time.monotonic()
 
@@ -77,7 +87,8 @@ def run_app(args) -> int:
               "crash this Python after a while; install another version: pip install 'PySide6-Essentials!=6.12.0'",
               file=sys.stderr)
     window = MainWindow(bundle=args.bundle, device=args.device, midi_port=args.midi_port,
-                        autoplay=not args.no_play, blocksize=args.blocksize or None, t0=t0)
+                        autoplay=not args.no_play, blocksize=args.blocksize or None, t0=t0,
+                        synth_config=synth_config)
     if args.preset:
         window.load_preset_file(args.preset)
     window.show()

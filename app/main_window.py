@@ -61,11 +61,13 @@ class MainWindow(QMainWindow):
     def __init__(self, bundle: str | os.PathLike | None = None, device: str | None = None,
                  midi_port: str | None = None, autoplay: bool = True, blocksize: int | None = 256,
                  midi: MidiInput | None = None, t0: float | None = None, loader=None,
-                 output_factory=None):
+                 output_factory=None, synth_config=None):
         """``loader``: engine model loader (tests pass fakes); ``output_factory()``: an engine
-        output object to play into instead of a sounddevice stream (tests pass FakeOutput)."""
+        output object to play into instead of a sounddevice stream (tests pass FakeOutput);
+        ``synth_config``: the engine's ``SynthConfig`` (None: its defaults)."""
         super().__init__()
         self.loader = loader
+        self.synth_config = synth_config
         self.output_factory = output_factory
         self.setWindowTitle("melsynth")
         self.t0 = time.monotonic() if t0 is None else t0
@@ -258,6 +260,8 @@ class MainWindow(QMainWindow):
         path = Path(bundle) if bundle is not None else default_bundle_path()
         try:
             kwargs = {"loader": self.loader} if self.loader is not None else {}
+            if self.synth_config is not None:
+                kwargs["config"] = self.synth_config
             self.synth = Synth(bundle=path, **kwargs)
         except (BundleError, FileNotFoundError, ValueError, OSError) as exc:
             self.synth = None

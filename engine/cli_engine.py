@@ -54,11 +54,17 @@ def _raise_interrupt(signum, frame):
 
 
 def run_play(args: argparse.Namespace) -> int:
+    from engine.config import SynthConfig
     from engine.render import walk_controls
     from engine.synth import Synth
 
+    try:
+        config = SynthConfig(target_ms=args.lead_ms)
+    except ValueError as exc:
+        raise _error(f"--lead-ms: {exc}") from exc
     bundle = _bundle(args)
-    synth = Synth(bundle, args.vocoder, controls=walk_controls(args.seed, args.walk_speed, args.walk_spread))
+    synth = Synth(bundle, args.vocoder, config,
+                  controls=walk_controls(args.seed, args.walk_speed, args.walk_spread))
     device = args.device
     if device is not None and device.strip().lstrip("-").isdigit():
         device = int(device)
@@ -159,6 +165,10 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="output device name (substring) or index (default: system default)")
     p.add_argument("--hostapi", default=None, help="restrict the device search to a host API, e.g. JACK")
     p.add_argument("--blocksize", type=int, default=0, help="device block size (0: the device's own)")
+    p.add_argument("--lead-ms", type=float, default=0.0,
+                   help="deliver each step at least this long before the device would run short (0: as late "
+                        "as this machine has lately allowed); more costs as much knob latency and spares "
+                        "a machine that stalls for milliseconds an underrun")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
     p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")

@@ -44,5 +44,6 @@ class SynthConfig:
             raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
         if not self.ring_seconds > 0:
             raise ValueError(f"ring_seconds must be positive, got {self.ring_seconds}")
-        if not self.target_ms >= 0:
-            raise ValueError(f"target_ms must be >= 0, got {self.target_ms}")
+        if not 0 <= self.target_ms < 1e3 * self.ring_seconds:
+            raise ValueError(f"target_ms must be >= 0 and below the ring's {1e3 * self.ring_seconds:g} ms, "
+                             f"got {self.target_ms}")

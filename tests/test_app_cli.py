@@ -75,3 +75,8 @@ def test_screenshot_with_jack_audio_device_reports_first_sound(tiny_real_bundle,
 def test_screenshot_needs_quit_after(tmp_path):
     out = run_app(["--screenshot", str(tmp_path / "x.png")], tmp_path, {"MELSYNTH_MIDI_APIS": "none"})
     assert out.returncode == 2 and "--screenshot needs --quit-after" in out.stderr
+
+
+def test_a_lead_the_engine_cannot_keep_is_refused_before_the_window_opens(tmp_path):
+    out = run_app(["--lead-ms", "-3", "--no-play"], tmp_path, {"MELSYNTH_MIDI_APIS": "none"})
+    assert out.returncode == 2 and "--lead-ms" in out.stderr and "target_ms" in out.stderr

@@ -368,3 +368,12 @@ def test_the_live_spectrogram_shows_what_plays_not_what_is_coming(playing_window
     lag = w.synth.heard_lag_frames()
     assert lag >= 2
     assert w.spectrogram.frames_seen == w.synth.tap.count - lag
+
+
+def test_the_window_hands_its_engine_settings_to_the_synth(window_factory):
+    """``melsynth app --lead-ms``: the window's synth runs with the config it was given."""
+    from engine.config import SynthConfig
+
+    w = window_factory(synth_config=SynthConfig(target_ms=25.0))
+    assert w.synth.config.target_ms == 25.0
+    assert window_factory().synth.config.target_ms == SynthConfig().target_ms

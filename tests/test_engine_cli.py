@@ -63,6 +63,13 @@ def test_play_without_a_device_reports_why(tiny):
     assert summary["first_underrun_s"] is None
 
 
+@pytest.mark.parametrize("lead", ["-1", "nan", "900"])
+def test_play_rejects_a_lead_it_cannot_keep(tiny, capsys, lead):
+    assert main(["play", "--seconds", "1", "--lead-ms", lead, "--bundle", str(tiny)]) == 2
+    err = capsys.readouterr().err
+    assert "--lead-ms" in err and "target_ms" in err
+
+
 def test_bench_json_has_every_figure(tiny, capsys):
     assert main(["bench", "--json", "--moves", "20", "--stage-seconds", "1", "--bundle", str(tiny)]) == 0
     res = json.loads(capsys.readouterr().out)
