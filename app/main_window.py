@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -248,6 +249,7 @@ class MainWindow(QMainWindow):
         st.bundleChosen.connect(self.swap_bundle)
         st.bundleBrowseRequested.connect(self._open_bundle_dialog)
         st.vocoderChosen.connect(self.set_vocoder)
+        st.leadChosen.connect(self.set_lead_ms)
         self.canvas.edited.connect(self.on_canvas_edited)
         self.canvas.loadRequested.connect(self._load_audio_dialog)
         self.canvas.grabRequested.connect(self.grab_live_into_canvas)
@@ -272,6 +274,7 @@ class MainWindow(QMainWindow):
             return
         self.bundle_error = None
         self.spec = self.synth.bundle.mel
+        self.status.set_lead(self.synth.config.target_ms)
         self._apply_bundle_shape()
         self.synth.add_listener(self._on_audio_chunk)
         self.status.set_bundles(find_bundles(self.synth.bundle.root), self.synth.bundle.root)
@@ -370,6 +373,18 @@ class MainWindow(QMainWindow):
     def set_vocoder(self, name: str) -> None:
         if self.synth is not None and name and name != self.synth.vocoder_name:
             self.synth.set_vocoder(name)
+
+    def set_lead_ms(self, ms: float) -> None:
+        """The engine's least lead (Engine panel "lead"); kept for a synth loaded later too."""
+        from engine.config import SynthConfig
+
+        try:
+            self.synth_config = replace(self.synth_config or SynthConfig(), target_ms=float(ms))
+        except ValueError as exc:
+            self.show_message(f"lead not changed: {exc}")
+            return
+        if self.synth is not None:
+            self.synth.set_lead_ms(ms)
 
     # ------------------------------------------------------------------ latent controls
     def on_knob_moved(self, name: str, sigma: float) -> None:

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, Q
 
 BLOCK_SIZES = (0, 64, 128, 256, 512, 1024, 2048)  # 0 = the device's own choice
 NO_DEVICE = "(no audio device)"
+LEADS_MS = (0.0, 6.0, 12.0, 20.0, 30.0, 50.0)  # 0 = adaptive: as late as this machine has lately allowed
 
 
 class StatusPanel(QGroupBox):
@@ -18,6 +19,7 @@ class StatusPanel(QGroupBox):
     bundleChosen = Signal(str)  # folder
     bundleBrowseRequested = Signal()
     vocoderChosen = Signal(str)
+    leadChosen = Signal(float)  # ms; 0 = adaptive
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Engine", parent)
@@ -50,6 +52,13 @@ class StatusPanel(QGroupBox):
         dev_row.addWidget(self.rescan)
         form.addRow("device", dev_row)
         form.addRow("block", self.blocksize)
+        self.lead = QComboBox()
+        for ms in LEADS_MS:
+            self.lead.addItem(_lead_text(ms), ms)
+        self.lead.setToolTip("How early each step reaches the device. auto: as late as this machine has "
+                             "lately allowed (least latency). More: fewer clicks on a machine that stalls, "
+                             "and as much more knob latency.")
+        form.addRow("lead", self.lead)
 
         self.bundle = QComboBox()
         self.bundle.setToolTip("Model bundle (switching crossfades without stopping)")
@@ -80,6 +89,7 @@ class StatusPanel(QGroupBox):
         self.bundle.activated.connect(lambda _i: self._bundle_chosen())
         self.browse.clicked.connect(self.bundleBrowseRequested)
         self.vocoder.activated.connect(lambda _i: self.vocoderChosen.emit(self.vocoder.currentText()))
+        self.lead.activated.connect(lambda _i: self.leadChosen.emit(float(self.lead.currentData())))
 
     # choosers ---------------------------------------------------------------------
     def set_devices(self, names: list[str], current: str | None) -> None:
@@ -117,6 +127,15 @@ class StatusPanel(QGroupBox):
             self.vocoder.setCurrentText(current)
         self.vocoder.blockSignals(False)
 
+    def set_lead(self, ms: float) -> None:
+        """Show ``ms`` as the chosen lead (a value not in the list joins it)."""
+        ms = float(ms)
+        i = self.lead.findData(ms)
+        if i < 0:
+            self.lead.addItem(_lead_text(ms), ms)
+            i = self.lead.count() - 1
+        self.lead.setCurrentIndex(i)
+
     def _device_chosen(self) -> None:
         self.deviceChosen.emit(self.device.currentData(), int(self.blocksize.currentData()))
 
@@ -141,3 +160,7 @@ class StatusPanel(QGroupBox):
 
     def show_message(self, text: str) -> None:
         self.message.setText(text)
+
+
+def _lead_text(ms: float) -> str:
+    return "auto" if ms == 0 else f"at least {ms:g} ms"

@@ -35,6 +35,8 @@ Public API (the Qt app builds on this; everything here is thread-safe unless not
     synth.swap_bundle(bundle, vocoder=None, wait=False)  # load in a background thread, then crossfade
                                              # from the old chain to the new one (no click, no gap)
     synth.set_vocoder(name)                  # = swap_bundle(current bundle, vocoder=name)
+    synth.set_lead_ms(ms)                    # least lead of each step (SynthConfig.target_ms): fewer
+                                             # clicks on a stalling machine, as much more knob latency
     synth.bundle -> ModelBundle; synth.vocoder_name -> str; synth.directions -> tuple[Direction]
 
     # observation ----------------------------------------------------------------
@@ -91,7 +93,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -350,6 +352,12 @@ class Synth:
 
     def set_vocoder(self, name: str, wait: bool = False) -> threading.Thread:
         return self.swap_bundle(None, vocoder=name, wait=wait)
+
+    def set_lead_ms(self, ms: float) -> None:
+        """The least lead of every step (``SynthConfig.target_ms``; 0 = adaptive only), now, playing
+        or not. ValueError (the config's) for a lead the ring cannot hold."""
+        # the producer reads self.config at each look at the ring: one reference, swapped whole
+        self.config = replace(self.config, target_ms=float(ms))
 
     def add_listener(self, fn: Callable[[np.ndarray, int], None]) -> None:
         self._listeners = self._listeners + (fn,)

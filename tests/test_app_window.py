@@ -377,3 +377,23 @@ def test_the_window_hands_its_engine_settings_to_the_synth(window_factory):
     w = window_factory(synth_config=SynthConfig(target_ms=25.0))
     assert w.synth.config.target_ms == 25.0
     assert window_factory().synth.config.target_ms == SynthConfig().target_ms
+
+
+def test_the_engine_panel_sets_the_lead_while_playing(window_factory, qtbot):
+    """Engine panel "lead": a chosen lead reaches the playing synth and its status."""
+    w = window_factory(autoplay=True)
+    assert w.status.lead.currentText() == "auto" and w.synth.config.target_ms == 0.0
+    i = w.status.lead.findData(20.0)
+    w.status.lead.setCurrentIndex(i)
+    w.status.lead.activated.emit(i)
+    assert w.synth.config.target_ms == 20.0 and w.synth.status().lead_ms >= 20.0
+    w.set_lead_ms(-1.0)  # refused, with a message; the lead stays
+    assert w.synth.config.target_ms == 20.0 and "lead not changed" in w.status.message.text()
+    assert w.synth_config.target_ms == 20.0  # kept for a bundle loaded later
+
+
+def test_a_lead_from_the_command_line_shows_in_the_panel(window_factory):
+    from engine.config import SynthConfig
+
+    w = window_factory(synth_config=SynthConfig(target_ms=15.0))
+    assert w.status.lead.currentData() == 15.0 and "15 ms" in w.status.lead.currentText()

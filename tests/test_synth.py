@@ -635,3 +635,15 @@ def test_a_deferred_knob_move_is_applied_right_after_the_step(bundle):
     assert synth._prepare_ahead(1.0)           # plenty of time now: applied and the prior re-run
     assert not synth._commands
     assert synth._pipeline.chain.latent.controls.knobs[0] == 1.0
+
+
+def test_set_lead_ms_changes_the_lead_at_once_and_refuses_what_the_ring_cannot_hold(tmp_path):
+    synth = Synth(fake_bundle(tmp_path), loader=fake_loader(), controls=Controls(seed=1))
+    before = synth.status().lead_ms
+    synth.set_lead_ms(40.0)
+    assert synth.config.target_ms == 40.0 and synth.status().lead_ms >= 40.0 > before
+    with pytest.raises(ValueError, match="target_ms"):
+        synth.set_lead_ms(1e6)
+    assert synth.config.target_ms == 40.0
+    synth.set_lead_ms(0.0)
+    assert synth.status().lead_ms == pytest.approx(before)
