@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from engine.cli_engine import add_lead_argument, lead_config
+
 
 def process_start_monotonic() -> float:
     """``time.monotonic()`` of this process's start (Linux /proc), else now."""
@@ -38,10 +40,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="audio output device (name substring or index); "
                    "None means the system default")
     p.add_argument("--blocksize", type=int, default=256, help="audio block size in frames (0 = device's)")
-    p.add_argument("--lead-ms", type=float, default=0.0,
-                   help="deliver sound at least this long before the device would run short (0: as late as "
-                        "this machine has lately allowed); more costs as much knob latency and spares a "
-                        "machine that stalls for milliseconds its clicks")
+    add_lead_argument(p)
     p.add_argument("--midi-port", default=None,
                    help="connect from this MIDI output port (name substring); None means melsynth's own "
                         "virtual input port, which other programs connect to")
@@ -61,12 +60,7 @@ def run_app(args) -> int:
         raise MelsynthError("--screenshot needs --quit-after SECONDS")
     if args.quit_after is not None and not args.quit_after > 0:
         raise MelsynthError(f"--quit-after must be positive, got {args.quit_after}")
-    from engine.config import SynthConfig
-
-    try:
-        synth_config = SynthConfig(target_ms=args.lead_ms)
-    except ValueError as exc:
-        raise MelsynthError(f"--lead-ms: {exc}") from exc
+    synth_config = lead_config(args.lead_ms)
     t0 = process_start_monotonic()
     t_handler = time.monotonic()
 

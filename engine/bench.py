@@ -277,7 +277,7 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
         cpu = (time.process_time() - cpu0) / wall
         st = synth.status()
         ring = synth.ring
-        at = {"first": ring.first_underrun_at, "last": ring.last_underrun_at}
+        at = ring.underrun_seconds(st.sample_rate)
         dev = synth.output
         flags = dev.status_flags if dev is not None else 0
         native = bool(getattr(dev, "native", False))
@@ -292,7 +292,7 @@ def bench_soak(bundle: ModelBundle, seconds: float, vocoder: str | None = None, 
             "soak_device_bursts": synth.device_bursts, "soak_cpu_producer": st.cpu_load,
             "soak_cpu_process": cpu, "soak_error": st.error,
             # when, in seconds of audio played (None: no underrun): start-up gap or later stall?
-            **{f"soak_{k}_underrun_s": (v / st.sample_rate if v >= 0 else None) for k, v in at.items()}}
+            **{f"soak_{k}_underrun_s": v for k, v in at.items()}}
 
 
 def run_bench(bundle=None, vocoder: str | None = None, seconds: float = 10.0, moves: int = 200,

@@ -49,19 +49,33 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- play
+def add_lead_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lead-ms`` (``melsynth play`` and ``melsynth app``): ``SynthConfig.target_ms``."""
+    parser.add_argument("--lead-ms", type=float, default=0.0,
+                        help="deliver sound at least this long before the device would run short (0: as "
+                             "late as this machine has lately allowed); more costs as much knob latency "
+                             "and spares a machine that stalls for milliseconds its clicks")
+
+
+def lead_config(lead_ms: float):
+    """The ``SynthConfig`` for ``--lead-ms``, or the CLI's error naming the option."""
+    from engine.config import SynthConfig
+
+    try:
+        return SynthConfig(target_ms=lead_ms)
+    except ValueError as exc:
+        raise _error(f"--lead-ms: {exc}") from exc
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM ends a performance like Ctrl-C: with a summary
 
 
 def run_play(args: argparse.Namespace) -> int:
-    from engine.config import SynthConfig
     from engine.render import walk_controls
     from engine.synth import Synth
 
-    try:
-        config = SynthConfig(target_ms=args.lead_ms)
-    except ValueError as exc:
-        raise _error(f"--lead-ms: {exc}") from exc
+    config = lead_config(args.lead_ms)
     bundle = _bundle(args)
     synth = Synth(bundle, args.vocoder, config,
                   controls=walk_controls(args.seed, args.walk_speed, args.walk_spread))
@@ -89,10 +103,8 @@ def run_play(args: argparse.Namespace) -> int:
     flags = out.status_flags if out is not None else 0
     callbacks = out.callbacks if out is not None else 0
     native = bool(getattr(out, "native", False))  # the callback runs without the GIL
-    ring = synth.ring
-    # in seconds of sound played (None: no underrun): a start-up gap, or a stall later on?
-    underrun_s = {f"{k}_underrun_s": (round(v / st.sample_rate, 3) if v >= 0 else None)
-                  for k, v in (("first", ring.first_underrun_at), ("last", ring.last_underrun_at))}
+    underrun_s = {f"{k}_underrun_s": (round(v, 3) if v is not None else None)
+                  for k, v in synth.ring.underrun_seconds(st.sample_rate).items()}
     synth.stop()
     summary = {
         "seconds": round(played, 3) if ok else 0.0, "device": st.device, "sample_rate": st.sample_rate,
@@ -165,10 +177,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="output device name (substring) or index (default: system default)")
     p.add_argument("--hostapi", default=None, help="restrict the device search to a host API, e.g. JACK")
     p.add_argument("--blocksize", type=int, default=0, help="device block size (0: the device's own)")
-    p.add_argument("--lead-ms", type=float, default=0.0,
-                   help="deliver each step at least this long before the device would run short (0: as late "
-                        "as this machine has lately allowed); more costs as much knob latency and spares "
-                        "a machine that stalls for milliseconds an underrun")
+    add_lead_argument(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
     p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")

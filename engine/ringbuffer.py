@@ -265,6 +265,12 @@ class RingBuffer:
         """Copy as many of ``samples`` as fit; returns how many were written."""
         return int(write_block(self.state, self.data, np.asarray(samples, dtype=np.float32)))
 
+    def underrun_seconds(self, rate: int) -> dict[str, float | None]:
+        """``{"first": s, "last": s}``: where the first and the latest underrun came, in seconds of
+        sound played at ``rate`` (None: none yet): a start-up gap, or a stall later on?"""
+        return {k: (v / rate if v >= 0 else None)
+                for k, v in (("first", self.first_underrun_at), ("last", self.last_underrun_at))}
+
     def reset(self, fade_samples: int = 0, fade_in: bool = False) -> None:
         """Empty the ring. Only while neither side is running.
 

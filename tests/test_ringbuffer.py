@@ -38,6 +38,7 @@ def test_underrun_zero_fills_and_counts():
     ring.write(np.full(11, 0.5, np.float32))
     out = np.full(8, 9.0, np.float32)
     assert ring.read_into(out) == 8 and ring.first_underrun_at == -1
+    assert ring.underrun_seconds(8) == {"first": None, "last": None}
     assert ring.read_into(out) == 3
     np.testing.assert_array_equal(out, [0.5, 0.5, 0.5, 0, 0, 0, 0, 0])
     assert ring.underruns == 1 and ring.underrun_samples == 5
@@ -48,6 +49,7 @@ def test_underrun_zero_fills_and_counts():
     ring.write(np.ones(2, np.float32))
     ring.read_into(out)
     assert (ring.first_underrun_at, ring.last_underrun_at) == (11, 13)
+    assert ring.underrun_seconds(4) == {"first": 2.75, "last": 3.25}  # in seconds played at 4 Hz
     ring.reset()
     assert (ring.first_underrun_at, ring.last_underrun_at, ring.underruns) == (-1, -1, 0)
 
