@@ -1,77 +1,135 @@
-"""``melsynth``: one console script, subcommands registered by the modules that own them.
+"""``melsynth app``: the synth window.
 
-Each module in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its
-subcommands and sets ``func`` on each parser. Registration imports no torch:
-training modules import torch inside their handlers, so ``melsynth --help`` and
-the runtime subcommands work on an install without the ``train`` extra.
+``--screenshot PNG --quit-after SECONDS`` renders the window to a PNG after it has
+played for a moment and exits cleanly (tests, the README's screenshot); it works
+on ``QT_QPA_PLATFORM=offscreen`` and without an audio device. The command prints
+the start-to-first-sound time (process start to the first audible chunk handed
+to the audio device's ring) and, without sound, why.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
+import time
 
-# Order is the order in --help.
-COMMAND_MODULES = (
-    "engine.cli_info",
-    "training.corpus.cli",
-    "app.cli_groups",
-    "engine.cli_engine",
-    "engine.cli_resynth",
-    "app.cli_app",
-)
+from melsynth.engine import add_lead_argument, lead_config
 
 
-class MelsynthError(Exception):
-    """An error the CLI reports in one line, without a traceback."""
-
-
-def import_optional(name: str):
-    """The module, or None when the module itself is absent (a missing dependency inside it raises)."""
+def process_start_monotonic() -> float:
+    """``time.monotonic()`` of this process's start (Linux /proc), else now."""
     try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            return None
-        raise
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of /proc/PID/stat, counted after "(comm)"
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        # monotonic and uptime both count from boot on Linux (CLOCK_MONOTONIC vs CLOCK_BOOTTIME
+        # differ only by suspend time), so the age transfers.
+        return time.monotonic() - max(age, 0.0)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="melsynth",
-        description="Real-time neural music synthesizer: noise -> mel prior -> vocoder -> audio.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name in COMMAND_MODULES:
-        module = import_optional(name)
-        if module is not None:
-            module.register(sub)
-    return parser
+def register(sub) -> None:
+    p = sub.add_parser("app", help="open the synth window (knobs, live spectrogram, paint, MIDI, presets)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--bundle", default=None,
+                   help="model bundle folder; None means $MELSYNTH_BUNDLE or models/default")
+    p.add_argument("--device", default=None, help="audio output device (name substring or index); "
+                   "None means the system default")
+    p.add_argument("--blocksize", type=int, default=256, help="audio block size in frames (0 = device's)")
+    add_lead_argument(p)
+    p.add_argument("--midi-port", default=None,
+                   help="connect from this MIDI output port (name substring); None means melsynth's own "
+                        "virtual input port, which other programs connect to")
+    p.add_argument("--preset", default=None, help="preset JSON to load at start")
+    p.add_argument("--no-play", action="store_true", help="open without starting sound")
+    p.add_argument("--screenshot", default=None, metavar="PNG",
+                   help="save a PNG of the window shortly before --quit-after (needs --quit-after)")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+                   help="close the window and exit after this many seconds")
+    p.set_defaults(func=run_app)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        result = args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except MelsynthError as exc:
-        print(f"melsynth {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # clear one-line errors for the known failure types
-        from engine.bundle import BundleError
-        from engine.features import FeatureError
+def run_app(args) -> int:
+    from melsynth.engine import MelsynthError
 
-        if isinstance(exc, (BundleError, FeatureError, FileNotFoundError)):
-            print(f"melsynth {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
-    return int(result or 0)
+    if args.screenshot and args.quit_after is None:
+        raise MelsynthError("--screenshot needs --quit-after SECONDS")
+    if args.quit_after is not None and not args.quit_after > 0:
+        raise MelsynthError(f"--quit-after must be positive, got {args.quit_after}")
+    synth_config = lead_config(args.lead_ms)
+    t0 = process_start_monotonic()
+    t_handler = time.monotonic()
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from melsynth.app.main_window import MainWindow, apply_style
+
+    qt_app = QApplication.instance() or QApplication(sys.argv[:1])
+    qt_app.setApplicationName("melsynth")
+    apply_style(qt_app)
+    from melsynth.app.main_window import signal_emit_leaks_bool_refs
+
+    if signal_emit_leaks_bool_refs():
+        import PySide6
+
+        print(f"melsynth app: warning: PySide6 {PySide6.__version__} leaks a reference per signal and will "
+              "crash this Python after a while; install another version: pip install 'PySide6-Essentials!=6.12.0'",
+              file=sys.stderr)
+    window = MainWindow(bundle=args.bundle, device=args.device, midi_port=args.midi_port,
+                        autoplay=not args.no_play, blocksize=args.blocksize or None, t0=t0,
+                        synth_config=synth_config)
+    if args.preset:
+        window.load_preset_file(args.preset)
+    window.show()
+    for line in startup_report(window, t_handler - t0):
+        print(line, flush=True)
+
+    result = {"rc": 0}
+    if args.quit_after is not None:
+        if args.screenshot:
+            shot_at = max(args.quit_after - 0.5, args.quit_after * 0.8)
+
+            def shoot() -> None:
+                pixmap = window.grab()
+                if not pixmap.save(args.screenshot):
+                    print(f"melsynth app: error: cannot write screenshot {args.screenshot}", file=sys.stderr)
+                    result["rc"] = 2
+                else:
+                    print(f"screenshot: {args.screenshot} ({pixmap.width()}x{pixmap.height()})", flush=True)
+
+            QTimer.singleShot(int(shot_at * 1000), shoot)
+        QTimer.singleShot(int(args.quit_after * 1000), window.close)
+    qt_app.exec()
+    print(sound_report(window), flush=True)
+    return result["rc"]
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def startup_report(window, handler_s: float | None = None) -> list[str]:
+    lines = []
+    if window.synth is None:
+        lines.append(f"model: none ({window.bundle_error})")
+    else:
+        lines.append(f"model: {window.synth.bundle.name} / {window.synth.vocoder_name} ({window.synth.bundle.root})")
+    if window.audio_error:
+        lines.append(f"audio: no sound: {window.audio_error}")
+    elif window.synth is not None and window.synth.playing:
+        st = window.synth.status()
+        lines.append(f"audio: {st.device}, {st.sample_rate} Hz, block {st.blocksize}")
+    lines.append(f"midi: {window.midi.port_label}" if window.midi.available
+                 else f"midi: {window.midi.unavailable_reason}")
+    if handler_s is not None:
+        lines.append(f"startup: command parsed {1000 * handler_s:.0f} ms after process start")
+    lines.append(f"startup: window and models ready {1000 * window.ready_s:.0f} ms after process start")
+    return lines
+
+
+def sound_report(window) -> str:
+    if window.first_sound_s is not None:
+        return f"start-to-first-sound: {1000 * window.first_sound_s:.0f} ms"
+    reason = window.audio_error or window.bundle_error or "nothing audible was played"
+    return f"start-to-first-sound: none ({reason})"

@@ -27,17 +27,17 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter,
                                QVBoxLayout, QWidget)
 
-from app.canvas import CanvasView, Region
-from app.knobs import KnobBank, LatentPanel, knob_specs
-from app.midi import ControlChange, MidiInput, MidiPanel, NoteOn
-from app.performance import Performance
-from app.presets import (FACTORY_DIR, PresetError, factory_presets, load_preset, save_preset,
-                         user_preset_dir)
-from app.recorder import Recorder, RecorderError
-from app.spectrogram import LevelMeter, SpectrogramView
-from app.status import StatusPanel
-from app.transport import TransportBar
-from engine.features import MelSpec
+from melsynth.app.midi import ControlChange, MidiInput, MidiPanel, NoteOn
+from melsynth.app.performance import Performance
+from melsynth.app.presets import (FACTORY_DIR, PresetError, factory_presets, load_preset, save_preset,
+                                  user_preset_dir)
+from melsynth.app.recorder import Recorder, RecorderError
+from melsynth.app.widgets.canvas import CanvasView, Region
+from melsynth.app.widgets.knobs import KnobBank, LatentPanel, knob_specs
+from melsynth.app.widgets.spectrogram import LevelMeter, SpectrogramView
+from melsynth.app.widgets.status import StatusPanel
+from melsynth.app.widgets.transport import TransportBar
+from melsynth.engine import MelSpec
 
 UI_INTERVAL_MS = 33
 STATUS_INTERVAL_MS = 250
@@ -48,7 +48,7 @@ def recordings_dir() -> Path:
     return Path(env) if env else Path.home() / "Music" / "melsynth"
 
 def find_bundles(extra: Path | None = None) -> list[Path]:
-    from engine.bundle import repo_root
+    from melsynth.engine import repo_root
 
     models = repo_root() / "models"
     found = sorted(p.parent for p in models.glob("*/bundle.json")) if models.is_dir() else []
@@ -256,8 +256,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ engine
     def _load_synth(self, bundle) -> None:
-        from engine.bundle import BundleError, default_bundle_path
-        from engine.synth import Synth
+        from melsynth.engine import BundleError, Synth, default_bundle_path
 
         path = Path(bundle) if bundle is not None else default_bundle_path()
         try:
@@ -356,7 +355,7 @@ class MainWindow(QMainWindow):
             self.audio_error = self.audio_error or error
 
     def swap_bundle(self, folder: str) -> None:
-        from engine.bundle import BundleError
+        from melsynth.engine import BundleError
 
         if self.synth is None:
             self._load_synth(folder)
@@ -376,7 +375,7 @@ class MainWindow(QMainWindow):
 
     def set_lead_ms(self, ms: float) -> None:
         """The engine's least lead (Engine panel "lead"); kept for a synth loaded later too."""
-        from engine.config import SynthConfig
+        from melsynth.engine import SynthConfig
 
         try:
             self.synth_config = replace(self.synth_config or SynthConfig(), target_ms=float(ms))
@@ -463,7 +462,7 @@ class MainWindow(QMainWindow):
                                    bin_start=region.bin_start)
 
     def load_audio_into_canvas(self, path: str | os.PathLike) -> None:
-        from engine.sources import file_log_mel
+        from melsynth.engine import file_log_mel
 
         try:
             frames = file_log_mel(path, self.spec, max_seconds=self.performance.loop_seconds + 1.0)
@@ -760,7 +759,7 @@ def apply_style(qt_app) -> None:
 def list_output_devices() -> tuple[list[str], str | None]:
     """Output device names, and why there are none (PortAudio missing, no device)."""
     try:
-        from engine.audio import list_output_devices as engine_list
+        from melsynth.engine import list_output_devices as engine_list
     except ImportError:
         engine_list = None
     try:

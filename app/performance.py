@@ -24,9 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-from app.midi import MidiMap
-from app.presets import LatentPoint, Preset
-from engine.controls import WALK_SPEED, WALK_SPREAD, Controls, base_point
+from melsynth.app.midi import MidiMap
+from melsynth.app.presets import LatentPoint, Preset
+from melsynth.engine import WALK_SPEED, WALK_SPREAD, Controls, base_point
 
 SOURCE_LABELS = {"latent": "Latent", "canvas": "Paint", "file": "File"}
 

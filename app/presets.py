@@ -36,12 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from app.midi import MidiMap
-from engine.atomic import atomic_write_json
-from engine.controls import WALK_SPEED, WALK_SPREAD
+from melsynth.app.midi import MidiMap
+from melsynth.engine import WALK_SPEED, WALK_SPREAD, atomic_write_json
 
 PRESET_VERSION = 1
-SOURCES = ("latent", "canvas", "file")  # engine.controls.SOURCES; "paint" is read as "canvas"
+SOURCES = ("latent", "canvas", "file")  # engine.stream.controls.SOURCES; "paint" is read as "canvas"
 FACTORY_DIR = Path(__file__).resolve().parent / "factory_presets"
 MAX_ABS_SIGMA = 10.0
 
@@ -55,7 +54,7 @@ class PresetError(ValueError):
 
 def latent_from_seed(seed: int, latent_size: int) -> np.ndarray:
     """The base latent vector of a seed, as the engine draws it: ``(latent_size,)`` float32."""
-    from engine.controls import seeded_point
+    from melsynth.engine import seeded_point
 
     return seeded_point(int(seed), latent_size).astype(np.float32)
 

@@ -169,7 +169,7 @@ class Recorder:
 
 
 def _demo_main(argv: list[str] | None = None) -> int:
-    """``python -m app.recorder OUT SECONDS``: record a sine in real time (for the kill test)."""
+    """``python -m melsynth.app.recorder OUT SECONDS``: record a sine in real time (for the kill test)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

@@ -16,18 +16,16 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.main_window import MainWindow  # noqa: E402
-from engine.audio import FakeOutput  # noqa: E402
-from engine.bench import BENCH_BLOCK, BENCH_RATE, KnobLatencyProbe, latency_figures  # noqa: E402
+from melsynth.app.main_window import MainWindow  # noqa: E402
+from melsynth.engine.device.output import FakeOutput  # noqa: E402
+from melsynth.engine.offline.bench import BENCH_BLOCK, BENCH_RATE, KnobLatencyProbe, latency_figures  # noqa: E402
 
 
 def main() -> None:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.evaluate import Clip, corpus_clips  # noqa: E402
-from engine.features import MelSpec, log_mel  # noqa: E402
-from engine.metrics import griffin_lim, log_mel_l1, mr_stft_l1  # noqa: E402
-from engine.phase import PhaseConfig  # noqa: E402
-from engine.vocoder import ClassicalVocoder  # noqa: E402
+from melsynth.engine.dsp.features import MelSpec, log_mel  # noqa: E402
+from melsynth.engine.dsp.phase import PhaseConfig  # noqa: E402
+from melsynth.engine.offline.evaluate import Clip, corpus_clips  # noqa: E402
+from melsynth.engine.offline.metrics import griffin_lim, log_mel_l1, mr_stft_l1  # noqa: E402
+from melsynth.engine.runtime.vocoder import ClassicalVocoder  # noqa: E402
 
 SETTINGS = [  # (label, PhaseConfig, magnitude_iterations)
     ("pinv, 4 it, look-ahead 2", PhaseConfig(iterations=4), 0),

@@ -5,25 +5,22 @@
 For each named direction: from ``n`` random starting sequences of N(0, I)
 latents (4 steps of context, 4 measured), move every step by +2 sigma along
 the direction and count how often the direction's property rises (required:
->= 90 %). Runs the bundle's ONNX prior through ``engine.prior`` (numpy +
+>= 90 %). Runs the bundle's ONNX prior through ``engine.runtime.prior`` (numpy +
 onnxruntime, no torch), i.e. exactly what the synth plays, and prints the
 standardised change of every property (how entangled each knob is).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.bundle import default_bundle_path, load_bundle  # noqa: E402
-from engine.prior import load_prior  # noqa: E402
-from training.prior.directions import (NamedDirection, Protocol, format_directions,  # noqa: E402
-                                       verify_directions)
+from melsynth.engine.runtime.bundle import default_bundle_path, load_bundle  # noqa: E402
+from melsynth.engine.runtime.prior import load_prior  # noqa: E402
+from melsynth.training.prior.directions import (NamedDirection, Protocol, format_directions,  # noqa: E402
+                                                verify_directions)
 
 
 def main(argv: list[str] | None = None) -> int:

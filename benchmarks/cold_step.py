@@ -12,17 +12,15 @@ after 20 ms, 1.00 ms after a 20 ms spin; every stage slows alike.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.bundle import load_bundle  # noqa: E402
-from engine.config import SynthConfig  # noqa: E402
-from engine.controls import Controls  # noqa: E402
-from engine.pipeline import Pipeline  # noqa: E402
+from melsynth.engine.runtime.bundle import load_bundle  # noqa: E402
+from melsynth.engine.stream.config import SynthConfig  # noqa: E402
+from melsynth.engine.stream.controls import Controls  # noqa: E402
+from melsynth.engine.stream.pipeline import Pipeline  # noqa: E402
 
 STAGES = ("mel (prior)", "magnitude", "start phase", "iterations", "commit + emit", "safety", "resample", "tap")
 

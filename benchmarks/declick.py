@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.controls import Controls  # noqa: E402
-from engine.ringbuffer import RingBuffer  # noqa: E402
-from engine.config import SynthConfig  # noqa: E402
-from engine.pipeline import render_offline  # noqa: E402
+from melsynth.engine.device.ringbuffer import RingBuffer  # noqa: E402
+from melsynth.engine.stream.config import SynthConfig  # noqa: E402
+from melsynth.engine.stream.controls import Controls  # noqa: E402
+from melsynth.engine.stream.pipeline import render_offline  # noqa: E402
 
 RATE, BLOCK = 48000, 256
 

@@ -20,7 +20,6 @@ nodes, or several frames a call (more latency).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +28,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _session(model) -> ort.InferenceSession:
@@ -74,10 +71,10 @@ def call_floor() -> None:
 def ap_sizes(sizes: list[tuple[int, int]]) -> None:
     import torch
 
-    from training.nn.ap import APConfig
-    from training.vocoder.config import VocoderConfig
-    from training.vocoder.export import export_graphs
-    from training.vocoder.train import build_generator
+    from melsynth.training.nn.ap import APConfig
+    from melsynth.training.vocoder.config import VocoderConfig
+    from melsynth.training.vocoder.export import export_graphs
+    from melsynth.training.vocoder.train import build_generator
 
     torch.manual_seed(0)
     for dim, layers in sizes:

@@ -14,16 +14,14 @@ pghi_2_2 1.008 / 1.265, pghi_1_1 1.080 / 1.880. The engine keeps RTISI-LA at 6 i
 """
 import json
 import sys
-from pathlib import Path
 
 import numba
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.bundle import load_bundle  # noqa: E402
-from engine.evaluate import corpus_clips, evaluate  # noqa: E402
-from engine.phase import _HANN_GAMMA, PhaseConfig, StreamingPhase  # noqa: E402
-from engine.vocoder import ClassicalVocoder  # noqa: E402
+from melsynth.engine.dsp.phase import _HANN_GAMMA, PhaseConfig, StreamingPhase  # noqa: E402
+from melsynth.engine.offline.evaluate import corpus_clips, evaluate  # noqa: E402
+from melsynth.engine.runtime.bundle import load_bundle  # noqa: E402
+from melsynth.engine.runtime.vocoder import ClassicalVocoder  # noqa: E402
 
 @numba.njit(cache=True)
 def _push(values, labels, size, value, label):

@@ -4,7 +4,7 @@
 
 Magnitudes are the classical vocoder's (``MelMagnitude`` of the log-mel of
 synthetic notes), pushed one frame at a time as the engine does. The engine's
-class and the verbatim copy of the original in ``tests/_phase_reference.py``
+class and the verbatim copy of the original in ``tests/engine/dsp/phase_reference.py``
 run interleaved, round by round, in one process, so that load from other
 processes hits both alike; the best round of each is reported (CPU time).
 Also prints the largest difference between the two outputs (0: bit-identical).
@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.features import MelSpec, log_mel  # noqa: E402
-from engine.magnitude import MelMagnitude  # noqa: E402
-from engine.phase import INIT_METHODS, PhaseConfig, StreamingPhase  # noqa: E402
-from tests._phase_reference import StreamingPhase as ReferencePhase  # noqa: E402
+from melsynth.engine.dsp.features import MelSpec, log_mel  # noqa: E402
+from melsynth.engine.dsp.magnitude import MelMagnitude  # noqa: E402
+from melsynth.engine.dsp.phase import INIT_METHODS, PhaseConfig, StreamingPhase  # noqa: E402
 
 
 def notes(spec: MelSpec, seconds: float, seed: int = 0) -> np.ndarray:
@@ -57,24 +54,23 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (best one counts)")
     p.add_argument("--init", choices=INIT_METHODS + ("phase",), nargs="*",
                    default=list(INIT_METHODS) + ["phase"], help="start phases to time ('phase': handed in)")
-    p.add_argument("--numpy", action="store_true", help="time the engine's numpy path (no numba kernels)")
     args = p.parse_args()
     spec = MelSpec()
     mag = MelMagnitude(spec, 3)(log_mel(spec, notes(spec, args.seconds)))
     phases = np.random.default_rng(1).uniform(-np.pi, np.pi, mag.shape)
     print(f"{mag.shape[1]} frames of {spec.hop_length} samples, best of {args.rounds} rounds")
-    print(f"{'start':<10}{'original us/frame':>19}{'new us/frame':>14}{'speed-up':>10}{'max |diff|':>12}")
+    print(f"{'start':<10}{'numpy us/frame':>19}{'numba us/frame':>16}{'speed-up':>10}{'max |diff|':>12}")
     for init in args.init:
         config = PhaseConfig(init="gradient" if init == "phase" else init)
         handed = phases if init == "phase" else None
-        new, ref = StreamingPhase(spec, config, fast=not args.numpy), ReferencePhase(spec, config)
+        new, ref = StreamingPhase(spec, config, fast=True), StreamingPhase(spec, config, fast=False)
         best_new, best_ref, diff = np.inf, np.inf, 0.0
         for _ in range(args.rounds):
             y_ref, t_ref = stream(ref, mag, handed)
             y_new, t_new = stream(new, mag, handed)
             best_ref, best_new = min(best_ref, t_ref), min(best_new, t_new)
             diff = max(diff, float(np.max(np.abs(y_new - y_ref))))
-        print(f"{init:<10}{1e6 * best_ref:>19.0f}{1e6 * best_new:>14.0f}{best_ref / best_new:>9.2f}x{diff:>12.2e}",
+        print(f"{init:<10}{1e6 * best_ref:>19.0f}{1e6 * best_new:>16.0f}{best_ref / best_new:>9.2f}x{diff:>12.2e}",
               flush=True)
     return 0
 

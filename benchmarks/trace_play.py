@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.bundle import load_bundle  # noqa: E402
-from engine.render import walk_controls  # noqa: E402
-from engine.synth import Synth  # noqa: E402
+from melsynth.engine.offline.render import walk_controls  # noqa: E402
+from melsynth.engine.runtime.bundle import load_bundle  # noqa: E402
+from melsynth.engine.stream.synth import Synth  # noqa: E402
 
 
 def traced_synth(synth: Synth, trace: list) -> None:

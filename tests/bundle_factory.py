@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.bundle import SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.engine.runtime.bundle import SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
 
 
 def tiny_ap_graphs(root: Path, spec: MelSpec) -> dict:
     """An amplitude-phase-shaped vocoder entry: offline + streaming ONNX with one state tensor."""
     import torch
 
-    from training.onnx_export import export_onnx
+    from melsynth.training.onnx_export import export_onnx
 
     class Offline(torch.nn.Module):
         def __init__(self):

@@ -64,11 +64,11 @@ def _toy_prior_modules(n_mels: int):
 def tiny_prior_bundle(root: Path, name: str = "tiny-engine") -> Path:
     import torch
 
-    from engine.bundle import (SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, load_bundle,
-                               write_bundle_json)
-    from engine.features import MelSpec
+    from melsynth.engine.dsp.features import MelSpec
+    from melsynth.engine.runtime.bundle import (SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, load_bundle,
+                                                write_bundle_json)
+    from melsynth.training.onnx_export import export_onnx
     from tests.bundle_factory import tiny_ap_graphs
-    from training.onnx_export import export_onnx
 
     root.mkdir(parents=True, exist_ok=True)
     spec = MelSpec()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bundle import SCHEMA_VERSION, Direction, load_bundle, write_bundle_json
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.engine.runtime.bundle import SCHEMA_VERSION, Direction, load_bundle, write_bundle_json
 
 
 class FakeVocoder:
@@ -134,7 +134,7 @@ def fake_bundle(tmp_path: Path, name: str = "fake-test"):
 
 
 def declick_fall(k, length):
-    """What the device edge's fades should be (``engine.ringbuffer``), written out here:
+    """What the device edge's fades should be (``engine.device.ringbuffer``), written out here:
     a raised-cosine fall, 1 at ``k`` = 0 and 0 from ``k`` = ``length`` on."""
     k = np.asarray(k, np.float64)
     return np.where(k < length, 0.5 + 0.5 * np.cos(np.pi * np.minimum(k, length) / length), 0.0)

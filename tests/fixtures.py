@@ -12,9 +12,9 @@ def load_fixture_audio() -> np.ndarray:
     import tempfile
     from pathlib import Path
 
-    from training.corpus.demo import write_demo_scores
-    from training.corpus.render import FluidRenderer, normalise_level, resample
-    from training.corpus.scores import INSTRUMENTATIONS, parse_score, score_notes
+    from melsynth.training.corpus.demo import write_demo_scores
+    from melsynth.training.corpus.render import FluidRenderer, normalise_level, resample
+    from melsynth.training.corpus.scores import INSTRUMENTATIONS, parse_score, score_notes
 
     with tempfile.TemporaryDirectory() as tmp:
         root = write_demo_scores(Path(tmp), broken=False)

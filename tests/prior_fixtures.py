@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
 
 
 def synthetic_log_mel(frames: int, rng: np.random.Generator, spec: MelSpec) -> np.ndarray:
@@ -31,8 +31,8 @@ def synthetic_log_mel(frames: int, rng: np.random.Generator, spec: MelSpec) -> n
 def make_synthetic_corpus(root: Path, files: dict[str, int] | None = None, frames: int = 700, seed: int = 0,
                           spec: MelSpec | None = None) -> Path:
     """A corpus folder the prior can read: manifest.json and a mel cache entry per file (no FLACs needed)."""
-    from training.corpus import cache
-    from training.corpus.manifest import FileEntry, Manifest
+    from melsynth.training.corpus import cache
+    from melsynth.training.corpus.manifest import FileEntry, Manifest
 
     spec = spec or MelSpec()
     files = files or {"train": 6, "validation": 1, "test": 3}
@@ -53,8 +53,8 @@ def make_synthetic_corpus(root: Path, files: dict[str, int] | None = None, frame
             np.save(path, synthetic_log_mel(frames, rng, spec))
             n += 1
     # Manifest.to_dict re-assigns splits by work hash; keep ours (the test needs each split filled).
-    from engine.atomic import atomic_write_json
-    from training.corpus.manifest import manifest_path
+    from melsynth.engine.atomic import atomic_write_json
+    from melsynth.training.corpus.manifest import manifest_path
 
     data = manifest.to_dict()
     by_path = {e.path: e.split for e in manifest.files}
@@ -65,14 +65,14 @@ def make_synthetic_corpus(root: Path, files: dict[str, int] | None = None, frame
 
 
 def tiny_generator_config():
-    from training.prior.config import GeneratorConfig
+    from melsynth.training.prior.config import GeneratorConfig
 
     return GeneratorConfig(latent_size=8, upsample=(2, 2), channels=(16, 16, 12),
                            dilations=((1,), (1, 2), (1, 3)))
 
 
 def tiny_prior_config(**overrides):
-    from training.prior.config import DiscriminatorConfig, PriorConfig
+    from melsynth.training.prior.config import DiscriminatorConfig, PriorConfig
 
     base = dict(generator=tiny_generator_config(),
                 discriminator=DiscriminatorConfig(channels=(16, 16, 24), kernel_size=3, freq_channels=(4, 8)),

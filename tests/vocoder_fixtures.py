@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.bundle import SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.engine.runtime.bundle import SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
 
 CONTEXT = 2  # frames of left context carried as state
 
@@ -62,7 +62,7 @@ def _export(root: Path, stem: str, spec: MelSpec, offline, streaming, outputs: l
             lookahead: int, frames_per_step: int | None, wrap=None) -> dict:
     import torch
 
-    from training.onnx_export import export_onnx
+    from melsynth.training.onnx_export import export_onnx
 
     wrap = wrap or (lambda m: m)
     dyn = {"mel": {2: "frames"}}

@@ -1,4 +1,4 @@
-"""Torch twin of ``engine.features``: same MelSpec, same filterbank matrix.
+"""Torch twin of ``engine.dsp.features``: same MelSpec, same filterbank matrix.
 
 Used for losses on batches; a test holds it equal to the numpy path to 1e-4.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.features import MelSpec, analysis_window, mel_filterbank, mel_pseudo_inverse
+from melsynth.engine.dsp.features import MelSpec, analysis_window, mel_filterbank, mel_pseudo_inverse
 
 
 class TorchMel(torch.nn.Module):

@@ -9,7 +9,7 @@ API
 ---
 ::
 
-    from training.gan import GANTask, LossOutput, Validation, TrainConfig, RunLimits, train
+    from melsynth.training.gan import GANTask, LossOutput, Validation, TrainConfig, RunLimits, train
 
     class MyTask(GANTask):
         name = "vocoder_ap"                       # recorded in config.json / checkpoints
@@ -89,7 +89,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.atomic import atomic_write, atomic_write_json
+from melsynth.engine.atomic import atomic_write, atomic_write_json
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best_generator.pt"

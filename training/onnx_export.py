@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from engine.atomic import default_file_mode
+from melsynth.engine.atomic import default_file_mode
 
 
 def remove_weight_norm(module: torch.nn.Module) -> torch.nn.Module:

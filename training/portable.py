@@ -10,8 +10,8 @@ they would not in float16) and splits the bytes into parts;
 ``unpack_checkpoint`` joins them and restores float32, giving a
 ``checkpoint.pt`` that ``--resume`` takes.
 
-    python -m training.portable pack runs/prior/NAME $OUT/ckpt      # -> $OUT/ckpt.part0, ckpt.part1, ...
-    python -m training.portable unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt
+    python -m melsynth.training.portable pack runs/prior/NAME $OUT/ckpt      # -> $OUT/ckpt.part0, ckpt.part1, ...
+    python -m melsynth.training.portable unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from training.gan import CHECKPOINT, load_checkpoint, save_torch_atomic
+from melsynth.training.gan import CHECKPOINT, load_checkpoint, save_torch_atomic
 
 PART_BYTES = 15 * 2**20
 

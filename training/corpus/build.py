@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.features import MelSpec
-from training.corpus.manifest import CorpusLock, FileEntry, read_or_new, write_manifest
-from training.corpus.scores import (INSTRUMENTATIONS, ScoreSource, choose_instrumentations,
-                                    list_scores, stable_int)
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.corpus.manifest import CorpusLock, FileEntry, read_or_new, write_manifest
+from melsynth.training.corpus.scores import (INSTRUMENTATIONS, ScoreSource, choose_instrumentations,
+                                             list_scores, stable_int)
 
 SAVE_EVERY_S = 10.0
 
@@ -90,7 +90,7 @@ def select_scores(cfg: BuildConfig) -> list[ScoreSource]:
 
 
 def plan_outputs(score: ScoreSource, cfg: BuildConfig) -> tuple[Output, ...]:
-    from training.corpus.render import Performance
+    from melsynth.training.corpus.render import Performance
 
     outs = []
     for name in choose_instrumentations(cfg.seed, score.rel, cfg.per_score):
@@ -105,22 +105,22 @@ def plan_outputs(score: ScoreSource, cfg: BuildConfig) -> tuple[Output, ...]:
 
 # Imported once by the pool's fork server, inherited by every worker.
 WORKER_MODULES = ("numpy", "soundfile", "soxr", "scipy.signal", "librosa.filters",
-                  "engine.features", "training.corpus.render", "training.corpus.store")
+                  "melsynth.engine.dsp.features", "melsynth.training.corpus.render", "melsynth.training.corpus.store")
 SCORE_MODULES = ("music21", "music21.midi.translate")
 
 
 def _worker_init():
-    from training.corpus.render import FluidRenderer
+    from melsynth.training.corpus.render import FluidRenderer
 
     return FluidRenderer()
 
 
 def _worker_render(renderer, task: ScoreTask):
     """Yield ("file", entry dict) or ("failure", source, reason) per output."""
-    from training.corpus.render import (CORPUS_RATE, Performance, RenderError, normalise_level,
-                                        resample)
-    from training.corpus.scores import ScoreError, load_score_notes
-    from training.corpus.store import store_audio
+    from melsynth.training.corpus.render import (CORPUS_RATE, Performance, RenderError, normalise_level,
+                                                 resample)
+    from melsynth.training.corpus.scores import ScoreError, load_score_notes
+    from melsynth.training.corpus.store import store_audio
 
     spec = MelSpec.from_dict(task.spec)
     try:
@@ -152,7 +152,7 @@ def _worker_render(renderer, task: ScoreTask):
 
 def build_corpus(cfg: BuildConfig, log=print) -> BuildReport:
     """Build or resume a corpus in ``cfg.out``; returns what happened."""
-    from training.corpus.pool import TimeoutPool
+    from melsynth.training.corpus.pool import TimeoutPool
 
     t_start = time.monotonic()
     out_dir = Path(cfg.out)

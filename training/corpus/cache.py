@@ -9,7 +9,7 @@ Layout inside a corpus folder::
 
 The folder is keyed by the feature definition and each entry by the audio's
 checksum, so changing the MelSpec or re-rendering a file never serves a stale
-mel. Mels come from ``engine.features.log_mel`` (the one definition) applied to
+mel. Mels come from ``engine.dsp.features.log_mel`` (the one definition) applied to
 the audio exactly as stored in the FLAC (16-bit samples), so frame ``t`` of the
 cache is the mel of the file's samples centred on ``t * hop``.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import atomic_write, atomic_write_json
-from engine.features import MelSpec, log_mel
+from melsynth.engine.atomic import atomic_write, atomic_write_json
+from melsynth.engine.dsp.features import MelSpec, log_mel
 
 CACHE_DIR = "mel_cache"
 CHUNK_FRAMES = 4096

@@ -26,7 +26,7 @@ def _stop_cleanly_on_sigterm() -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from training.corpus.build import BuildConfig, build_corpus, print_report
+    from melsynth.training.corpus.build import BuildConfig, build_corpus, print_report
 
     _stop_cleanly_on_sigterm()
 
@@ -41,7 +41,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from training.corpus.ingest import AddConfig, add_audio, print_add_report
+    from melsynth.training.corpus.ingest import AddConfig, add_audio, print_add_report
 
     _stop_cleanly_on_sigterm()
 
@@ -52,8 +52,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from training.corpus.cache import describe
-    from training.corpus.manifest import read_manifest
+    from melsynth.training.corpus.cache import describe
+    from melsynth.training.corpus.manifest import read_manifest
 
     manifest = read_manifest(args.dir)
     print(json.dumps({"summary": manifest.summary(), "info": manifest.info,
@@ -63,11 +63,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from engine.features import MelSpec
-    from training.corpus.cache import ensure_cache
-    from training.corpus.manifest import read_manifest
+    from melsynth.engine.dsp.features import MelSpec
+    from melsynth.training.corpus.cache import ensure_cache
+    from melsynth.training.corpus.manifest import read_manifest
 
-    from training.corpus.cache import ensure_audio_cache
+    from melsynth.training.corpus.cache import ensure_audio_cache
 
     spec = MelSpec()
     files = read_manifest(args.dir).files

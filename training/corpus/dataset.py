@@ -3,7 +3,7 @@
 Torch-free map-style datasets (``len`` and ``[i]`` returning numpy arrays), so
 a ``torch.utils.data.DataLoader`` takes them as they are.
 
-Alignment (``engine.features``: frame ``t`` is centred on sample ``t * hop``)::
+Alignment (``engine.dsp.features``: frame ``t`` is centred on sample ``t * hop``)::
 
     mel frames     t0      t0+1     ...     t0+S-1
     audio      [t0*hop ...................... (t0+S)*hop)     S*hop samples
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.features import MelSpec
-from training.corpus import cache
-from training.corpus.manifest import FileEntry, read_manifest
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.corpus import cache
+from melsynth.training.corpus.manifest import FileEntry, read_manifest
 
 
 class CorpusDatasetError(ValueError):

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.features import MelSpec
-from training.corpus.manifest import CorpusLock, FileEntry, read_or_new, write_manifest
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.corpus.manifest import CorpusLock, FileEntry, read_or_new, write_manifest
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
                               ".aifc", ".au", ".m4a", ".wv", ".w64", ".caf"})
@@ -133,8 +133,8 @@ def _worker_init():
 
 
 def _worker_add(_state, task: AddTask):
-    from training.corpus.render import CORPUS_RATE, RenderError, normalise_level, resample
-    from training.corpus.store import store_audio
+    from melsynth.training.corpus.render import CORPUS_RATE, RenderError, normalise_level, resample
+    from melsynth.training.corpus.store import store_audio
 
     try:
         audio, sr = read_any_audio(task.source)
@@ -154,7 +154,7 @@ def _worker_add(_state, task: AddTask):
 
 
 def add_audio(cfg: AddConfig, log=print) -> AddReport:
-    from training.corpus.pool import TimeoutPool
+    from melsynth.training.corpus.pool import TimeoutPool
 
     t_start = time.monotonic()
     src = Path(cfg.src).resolve()
@@ -206,7 +206,7 @@ def add_audio(cfg: AddConfig, log=print) -> AddReport:
 
         try:
             if tasks:
-                from training.corpus.build import WORKER_MODULES
+                from melsynth.training.corpus.build import WORKER_MODULES
 
                 TimeoutPool(_worker_init, _worker_add, jobs=cfg.jobs, timeout_s=cfg.timeout_s,
                             preload_modules=WORKER_MODULES).run(

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write_json
-from training.corpus.scores import stable_int
+from melsynth.engine.atomic import atomic_write_json
+from melsynth.training.corpus.scores import stable_int
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "melsynth-corpus"

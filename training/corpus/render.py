@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.corpus.scores import Instrumentation, ScoreNotes
+from melsynth.training.corpus.scores import Instrumentation, ScoreNotes
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 RENDER_RATE = 22050

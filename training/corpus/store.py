@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import atomic_write_bytes
-from engine.features import MelSpec
-from training.corpus import cache
-from training.corpus.render import CORPUS_RATE, pcm16_to_float, to_pcm16
+from melsynth.engine.atomic import atomic_write_bytes
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.corpus import cache
+from melsynth.training.corpus.render import CORPUS_RATE, pcm16_to_float, to_pcm16
 
 
 def store_audio(corpus_dir: str | os.PathLike, rel_path: str, audio: np.ndarray,

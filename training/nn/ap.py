@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.features import MelSpec, mel_pseudo_inverse
-from training.nn.conv import Stateful, StreamConv1d, StreamState, depthwise_conv
+from melsynth.engine.dsp.features import MelSpec, mel_pseudo_inverse
+from melsynth.training.nn.conv import Stateful, StreamConv1d, StreamState, depthwise_conv
 
 
 @dataclass(frozen=True)

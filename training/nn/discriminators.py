@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.nn.conv import init_weights, maybe_weight_norm
+from melsynth.training.nn.conv import init_weights, maybe_weight_norm
 
 Output = list[tuple[torch.Tensor, list[torch.Tensor]]]
 

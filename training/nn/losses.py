@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from training.features import TorchMel
+from melsynth.training.features import TorchMel
 
 
 def anti_wrap(x: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.features import MelSpec
-from training.nn.conv import StreamConv1d, StreamConvTranspose1d, StreamState, init_weights
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.nn.conv import StreamConv1d, StreamConvTranspose1d, StreamState, init_weights
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ REFERENCE_FILE = "prior_reference.npz"  # the run's fixed validation reference (
 def _train_prior(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.features import MelSpec
-    from training.gan import RunLimits, TrainError, load_run_config, train, with_generator_init
-    from training.gan import TrainConfig as TrainerConfig
-    from training.prior.config import PriorConfig, load_config_file
-    from training.prior.train import PriorTask, default_trainer_config
+    from melsynth.engine.dsp.features import MelSpec
+    from melsynth.training.gan import RunLimits, TrainError, load_run_config, train, with_generator_init
+    from melsynth.training.gan import TrainConfig as TrainerConfig
+    from melsynth.training.prior.config import PriorConfig, load_config_file
+    from melsynth.training.prior.train import PriorTask, default_trainer_config
 
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -45,7 +45,7 @@ def _train_prior(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)
     try:
         if distill is not None:
-            from training.prior.distill import DistillConfig, DistillTask
+            from melsynth.training.prior.distill import DistillConfig, DistillTask
 
             task = DistillTask(prior, DistillConfig.from_dict(distill), args.corpus, spec,
                                reference_cache=run / REFERENCE_FILE)
@@ -58,7 +58,7 @@ def _train_prior(args: argparse.Namespace) -> int:
             task = with_generator_init(task, args.init)
         result = train(task, trainer, run, limits)
     except TrainError as exc:
-        from app.cli import MelsynthError
+        from melsynth.engine.errors import MelsynthError
 
         raise MelsynthError(str(exc)) from exc
     print(f"prior: stopped at step {result.step} ({result.stopped_by}); best fd_ratio "
@@ -94,10 +94,10 @@ def _export_prior(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from engine.bundle import load_bundle
-    from engine.features import MelSpec
-    from training.prior.export import compute_directions, export_prior
-    from training.prior.train import load_generator
+    from melsynth.engine.dsp.features import MelSpec
+    from melsynth.engine.runtime.bundle import load_bundle
+    from melsynth.training.prior.export import compute_directions, export_prior
+    from melsynth.training.prior.train import load_generator
 
     torch.set_num_threads(args.threads)
     generator, info = load_generator(args.run, use_ema=not args.raw_weights)
@@ -111,8 +111,8 @@ def _export_prior(args: argparse.Namespace) -> int:
             generator, spec, n_pca_latents=args.pca_latents, n_pca=args.pca, n_regress=args.regress,
             n_verify=args.verify, fit_steps=args.fit_steps)
     if args.corpus:
-        from training.prior.evaluate import PriorReference, format_report, generate_windows
-        from training.prior.train import torch_sample_fn
+        from melsynth.training.prior.evaluate import PriorReference, format_report, generate_windows
+        from melsynth.training.prior.train import torch_sample_fn
 
         reference = PriorReference(args.corpus, spec=spec)
         windows = generate_windows(torch_sample_fn(generator, "cpu"), generator.latent_size,
@@ -138,7 +138,7 @@ def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hour
     """The run's ``learning_curve.csv`` as ``{column: [values]}`` (rounded), or ``{}`` without one."""
     import csv
 
-    from training.gan import CURVE
+    from melsynth.training.gan import CURVE
 
     path = Path(run_dir) / CURVE
     if not path.is_file():

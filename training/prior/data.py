@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
 
 
 class CorpusDataError(ValueError):
@@ -69,8 +69,8 @@ class SplitMels:
 def load_split(corpus_dir: str | os.PathLike, split: str, spec: MelSpec | None = None,
                min_frames: int = 1) -> SplitMels:
     """The mels of every file of ``split`` (memory-mapped); raises naming the corpus if there are none."""
-    from training.corpus import cache
-    from training.corpus.manifest import read_manifest
+    from melsynth.training.corpus import cache
+    from melsynth.training.corpus.manifest import read_manifest
 
     spec = spec or MelSpec()
     corpus_dir = Path(corpus_dir)

@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engine.features import MelSpec
-from training.prior.directions import VERIFY_SHIFT_SIGMAS, Protocol, _mel_centres_hz
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.prior.directions import VERIFY_SHIFT_SIGMAS, Protocol, _mel_centres_hz
 
 TorchProperty = Callable[[torch.Tensor], torch.Tensor]
 

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
 
 # (batch, latent, steps) -> (batch, n_mels, steps * latent_frames) normalised mel
 SampleFn = Callable[[np.ndarray], np.ndarray]

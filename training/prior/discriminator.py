@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from training.prior.config import DiscriminatorConfig
-from training.prior.pca import MelPCA
+from melsynth.training.prior.config import DiscriminatorConfig
+from melsynth.training.prior.pca import MelPCA
 
 MINIBATCH_GROUP = 4
 

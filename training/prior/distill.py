@@ -16,7 +16,7 @@ distribution:
 
 * ``iid``:  a fresh N(0, I) latent every step (how the prior was trained; what
   ``melsynth eval prior`` samples);
-* ``walk``: the engine's latent walk (``engine.controls``): a held point, part of it
+* ``walk``: the engine's latent walk (``engine.stream.controls``): a held point, part of it
   replaced by a unit-spread Ornstein-Uhlenbeck walk of random speed and spread;
 * either, plus knob offsets: up to ``knobs_per_sequence`` of the teacher bundle's
   directions at ``U(-knob_sigma_max, +knob_sigma_max)`` sigma, the same for every
@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.features import MelSpec
-from training.gan import LossOutput, TrainError, unwrap
-from training.prior.config import ConfigError, PriorConfig, _from_dict
-from training.prior.from_bundle import generator_from_bundle, is_bundle
-from training.prior.train import PriorTask, load_generator
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.gan import LossOutput, TrainError, unwrap
+from melsynth.training.prior.config import ConfigError, PriorConfig, _from_dict
+from melsynth.training.prior.from_bundle import generator_from_bundle, is_bundle
+from melsynth.training.prior.train import PriorTask, load_generator
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class DistillConfig:
 
 def load_directions(bundle: str | Path) -> np.ndarray:
     """``(n, latent_size)`` knob shifts of one sigma each (``vector * sigma``) of a bundle's prior."""
-    from engine.bundle import load_bundle
+    from melsynth.engine.runtime.bundle import load_bundle
 
     b = load_bundle(bundle)
     if b.prior is None or not b.prior.directions:
@@ -96,7 +96,7 @@ def sample_latents(rng: np.random.Generator, batch: int, latent_size: int, steps
             speed = rng.uniform(0.05, 1.0)
             spread = rng.uniform(0.0, 1.0)
             point = rng.standard_normal(latent_size)
-            walk = rng.standard_normal(latent_size)  # stationary start, as engine.controls.RandomWalk
+            walk = rng.standard_normal(latent_size)  # stationary start, as engine.stream.controls.RandomWalk
             keep = 1.0 - speed
             for t in range(steps):
                 walk = keep * walk + math.sqrt(1.0 - keep * keep) * rng.standard_normal(latent_size)

@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
 
 # (batch, latent, steps) -> (batch, n_mels, steps * latent_frames) normalised mel
 SampleFn = Callable[[np.ndarray], np.ndarray]
@@ -222,7 +222,7 @@ class PriorReference:
     def __init__(self, corpus_dir: str | Path, n_windows: int = DEFAULT_WINDOWS,
                  window_frames: int = DEFAULT_WINDOW_FRAMES, seed: int = 0, spec: MelSpec | None = None,
                  cluster_frames: int | None = None, reference_split: str = "test"):
-        from training.prior.data import load_split
+        from melsynth.training.prior.data import load_split
 
         self.spec = spec or MelSpec()
         self.n_windows = n_windows
@@ -259,7 +259,7 @@ class PriorReference:
     # every point of its learning curve is measured against the same real windows.
     def save(self, path: str | Path) -> Path:
         """Write everything ``score`` needs to one ``.npz`` (atomically)."""
-        from engine.atomic import atomic_write
+        from melsynth.engine.atomic import atomic_write
 
         arrays = {
             "meta": np.frombuffer(json.dumps({
@@ -364,7 +364,7 @@ def save_plots(out_dir: str | Path, generated: np.ndarray, real: np.ndarray, met
                  f"NDB {int(metrics.get('ndb', -1))}/{NDB_BINS}")
     fig.tight_layout()
     path = out_dir / "prior_windows.png"
-    from engine.atomic import atomic_write
+    from melsynth.engine.atomic import atomic_write
 
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
@@ -397,13 +397,13 @@ def format_report(metrics: dict[str, float]) -> str:
 
 
 def _eval_prior(args: argparse.Namespace) -> int:
-    from engine.bundle import default_bundle_path, load_bundle
-    from engine.prior import load_prior
+    from melsynth.engine.runtime.bundle import default_bundle_path, load_bundle
+    from melsynth.engine.runtime.prior import load_prior
 
     bundle_path = Path(args.bundle) if args.bundle else default_bundle_path()
     bundle = load_bundle(bundle_path)
     if bundle.prior is None:
-        from app.cli import MelsynthError
+        from melsynth.engine.errors import MelsynthError
 
         raise MelsynthError(f"{bundle.json_path}: the bundle has no prior (export one with `melsynth export prior`)")
     prior = load_prior(bundle)
@@ -419,7 +419,7 @@ def _eval_prior(args: argparse.Namespace) -> int:
           f"{reference.reference_split} {reference.reference_hours:.2f} h)")
     print(format_report(metrics))
     if args.json:
-        from engine.atomic import atomic_write_json
+        from melsynth.engine.atomic import atomic_write_json
 
         atomic_write_json(args.json, {"bundle": str(bundle.root), "corpus": str(args.corpus), **metrics})
     if args.plots:

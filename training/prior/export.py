@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.bundle import BUNDLE_FILE, SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
-from engine.features import MelSpec
-from engine.slim_bundle import delete_unreferenced_graphs
-from training.onnx_export import export_onnx
-from training.prior.model import Generator, streaming_generator
+from melsynth.engine.runtime.bundle import (BUNDLE_FILE, SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry,
+                                            write_bundle_json)
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.engine.offline.slim_bundle import delete_unreferenced_graphs
+from melsynth.training.onnx_export import export_onnx
+from melsynth.training.prior.model import Generator, streaming_generator
 
 STREAMING_FILE = "prior_stream.onnx"
 PARITY_TOLERANCE = 1e-4
@@ -80,7 +81,7 @@ def _declare_static_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> No
     """
     import onnx
 
-    from engine.atomic import atomic_write_bytes
+    from melsynth.engine.atomic import atomic_write_bytes
 
     model = onnx.load(str(path))
     for output in model.graph.output:
@@ -175,10 +176,10 @@ def compute_directions(generator: Generator, spec: MelSpec | None = None, n_pca_
     Named directions: regressed, then (``fit_steps > 0``) fitted to the knob's own
     objective (``training.prior.direction_fit``), then verified.
     """
-    from training.prior.direction_fit import FitConfig, fit_direction, torch_properties
-    from training.prior.directions import (Protocol, format_directions, generator_features_fn,
-                                           named_directions, pca_directions)
-    from training.prior.train import torch_sample_fn
+    from melsynth.training.prior.direction_fit import FitConfig, fit_direction, torch_properties
+    from melsynth.training.prior.directions import (Protocol, format_directions, generator_features_fn,
+                                                    named_directions, pca_directions)
+    from melsynth.training.prior.train import torch_sample_fn
 
     spec = spec or MelSpec()
     generator = generator.eval()

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.gan import TrainError
-from training.onnx_export import remove_weight_norm
-from training.prior.config import GeneratorConfig
-from training.prior.model import Generator
+from melsynth.training.gan import TrainError
+from melsynth.training.onnx_export import remove_weight_norm
+from melsynth.training.prior.config import GeneratorConfig
+from melsynth.training.prior.model import Generator
 
 PARITY_TOLERANCE = 1e-4  # max |torch - onnxruntime| on normalised mel in [-1, 1]
 
@@ -48,8 +48,8 @@ def generator_from_bundle(bundle: str | Path) -> Generator:
     import onnx
     from onnx import numpy_helper
 
-    from engine.bundle import load_bundle
-    from engine.prior import Prior
+    from melsynth.engine.runtime.bundle import load_bundle
+    from melsynth.engine.runtime.prior import Prior
 
     b = load_bundle(bundle)
     if b.prior is None:

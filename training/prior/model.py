@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.nn.conv import (StreamConv1d, StreamConvTranspose1d, StreamingModule, StreamState,
-                              initial_state, stateful_layers)
-from training.prior.config import GeneratorConfig
-from training.prior.pca import MelPCA
+from melsynth.training.nn.conv import (StreamConv1d, StreamConvTranspose1d, StreamingModule, StreamState,
+                                       initial_state, stateful_layers)
+from melsynth.training.prior.config import GeneratorConfig
+from melsynth.training.prior.pca import MelPCA
 
 SLOPE = 0.2
 

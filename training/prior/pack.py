@@ -9,13 +9,13 @@ that every reader of a corpus accepts; dequantised values get a uniform
 dither of one step so the real data shows no quantisation grid a critic
 could learn.
 
-    python -m training.prior.pack corpus/default .gpu/prior_subset.npz --hours 1.5
+    python -m melsynth.training.prior.pack corpus/default .gpu/prior_subset.npz --hours 1.5
 
 ``compact_init`` does the same for a generator to start from (``--init``): the
 moving-average weights alone, in float16, put in both the trained and the
 averaged slots (a third of ``best_generator.pt``).
 
-    python -m training.prior.pack --compact-init runs/prior/NAME/best_generator.pt .gpu/prior/init_fp16.pt
+    python -m melsynth.training.prior.pack --compact-init runs/prior/NAME/best_generator.pt .gpu/prior/init_fp16.pt
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.features import MelSpec
+from melsynth.engine.dsp.features import MelSpec
 
 LEVELS = 255
 
@@ -45,7 +45,7 @@ def dequantise(q: np.ndarray, rng: np.random.Generator | None = None) -> np.ndar
 def pack_subset(corpus_dir: str | os.PathLike, out_file: str | os.PathLike, hours: dict[str, float],
                 chunk_seconds: float = 20.0, seed: int = 0, spec: MelSpec | None = None) -> dict[str, float]:
     """Write ``out_file`` (.npz) with about ``hours[split]`` hours of random chunks per split; returns hours packed."""
-    from training.prior.data import load_split
+    from melsynth.training.prior.data import load_split
 
     spec = spec or MelSpec()
     rng = np.random.default_rng(seed)
@@ -64,7 +64,7 @@ def pack_subset(corpus_dir: str | os.PathLike, out_file: str | os.PathLike, hour
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    from engine.atomic import atomic_write
+    from melsynth.engine.atomic import atomic_write
 
     atomic_write(out_file, lambda f: np.savez_compressed(f, **arrays))
     return packed
@@ -72,9 +72,9 @@ def pack_subset(corpus_dir: str | os.PathLike, out_file: str | os.PathLike, hour
 
 def unpack(packed_file: str | os.PathLike, corpus_dir: str | os.PathLike, seed: int = 0) -> Path:
     """A corpus folder (manifest + mel cache entries) from a ``pack_subset`` file."""
-    from engine.atomic import atomic_write_json
-    from training.corpus import cache
-    from training.corpus.manifest import FileEntry, Manifest, manifest_path
+    from melsynth.engine.atomic import atomic_write_json
+    from melsynth.training.corpus import cache
+    from melsynth.training.corpus.manifest import FileEntry, Manifest, manifest_path
 
     rng = np.random.default_rng(seed)
     corpus_dir = Path(corpus_dir)
@@ -112,7 +112,7 @@ def compact_init(checkpoint: str | os.PathLike, out_file: str | os.PathLike) -> 
     """
     import torch
 
-    from training.gan import load_checkpoint, save_torch_atomic
+    from melsynth.training.gan import load_checkpoint, save_torch_atomic
 
     state = load_checkpoint(checkpoint)
     weights = state.get("generator")

@@ -53,13 +53,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.features import MelSpec
-from training.gan import GANTask, LossOutput, TrainConfig, Validation, unwrap
-from training.prior.config import PriorConfig
-from training.prior.discriminator import Discriminator
-from training.prior.encoder import Encoder, kl_to_standard_normal, reparameterise
-from training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss)
-from training.prior.model import Generator
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.gan import GANTask, LossOutput, TrainConfig, Validation, unwrap
+from melsynth.training.prior.config import PriorConfig
+from melsynth.training.prior.discriminator import Discriminator
+from melsynth.training.prior.encoder import Encoder, kl_to_standard_normal, reparameterise
+from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss)
+from melsynth.training.prior.model import Generator
 
 TASK_NAME = "prior"
 PCA_FRAMES = 50_000
@@ -165,7 +165,7 @@ class PriorTask(GANTask):
         A resumed run restores the basis from its checkpoint (buffers), whatever the corpus is now.
         """
         if self._pca is None:
-            from training.prior.pca import fit_frame_pca
+            from melsynth.training.prior.pca import fit_frame_pca
 
             frames = self.train_split().sample_frames(PCA_FRAMES, np.random.default_rng(PCA_SEED))
             self._pca = fit_frame_pca(self.spec.normalize(frames), self.config.generator.pca_components)
@@ -174,7 +174,7 @@ class PriorTask(GANTask):
     # ----------------------------------------------------------------- data
     def train_split(self):
         if self._train is None:
-            from training.prior.data import load_split
+            from melsynth.training.prior.data import load_split
 
             # Memory-mapped: a full corpus's mel is several GB; the page cache keeps what is hot.
             self._train = load_split(self.corpus_dir, "train", self.spec, min_frames=self.segment_frames)
@@ -253,7 +253,7 @@ class PriorTask(GANTask):
     def reference(self):
         """The validation reference; kept in ``reference_cache`` so a resumed run scores against the same windows."""
         if self._reference is None:
-            from training.prior.evaluate import PriorReference
+            from melsynth.training.prior.evaluate import PriorReference
 
             cache = self.reference_cache
             if cache is not None and cache.is_file():
@@ -269,7 +269,7 @@ class PriorTask(GANTask):
         return self._reference
 
     def validate(self, generator: nn.Module, device: torch.device) -> Validation:
-        from training.prior.evaluate import generate_windows, mel_grid_image
+        from melsynth.training.prior.evaluate import generate_windows, mel_grid_image
 
         g = generator.ema if isinstance(generator, PriorModule) else generator
         reference = self.reference()
@@ -293,8 +293,8 @@ class PriorTask(GANTask):
         if self._vocoder is None:
             self._vocoder = False
             try:
-                from engine.bundle import default_bundle_path, load_bundle
-                from engine.vocoder import load_vocoder
+                from melsynth.engine.runtime.bundle import default_bundle_path, load_bundle
+                from melsynth.engine.runtime.vocoder import load_vocoder
 
                 path = Path(self.vocoder_bundle) if self.vocoder_bundle else default_bundle_path()
                 self._vocoder = load_vocoder(load_bundle(path))
@@ -318,7 +318,7 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location: str = "
 
     Returns ``(generator in eval mode, info)`` with ``info`` = task config, step, metric, source file.
     """
-    from training.gan import BEST, CHECKPOINT, TrainError, load_checkpoint
+    from melsynth.training.gan import BEST, CHECKPOINT, TrainError, load_checkpoint
 
     path = Path(path)
     if path.is_dir():
@@ -352,7 +352,7 @@ def slim_checkpoint(run_dir: str | Path, out_file: str | Path) -> Path:
     A third of ``best_generator.pt`` (no raw weights) and a tenth of ``checkpoint.pt``
     (no critic, no optimiser state); ``load_generator`` and ``melsynth export prior`` read it.
     """
-    from training.gan import BEST, CHECKPOINT, load_checkpoint, save_torch_atomic
+    from melsynth.training.gan import BEST, CHECKPOINT, load_checkpoint, save_torch_atomic
 
     run_dir = Path(run_dir)
     source = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / CHECKPOINT

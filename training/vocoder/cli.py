@@ -51,16 +51,16 @@ def register_export(group_sub) -> None:
 
 
 def _train(args) -> int:
-    from app.cli import MelsynthError
+    from melsynth.engine.errors import MelsynthError
 
     threads = max(1, int(args.threads))
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
-    from training.gan import RunLimits, TrainError, load_run_config, train, with_generator_init
-    from training.vocoder.config import VocoderConfig, from_dict, load_configs
-    from training.gan import TrainConfig
-    from training.vocoder.train import CorpusSource, VocoderTask, validation_clips
+    from melsynth.training.gan import RunLimits, TrainError, load_run_config, train, with_generator_init
+    from melsynth.training.gan import TrainConfig
+    from melsynth.training.vocoder.config import VocoderConfig, from_dict, load_configs
+    from melsynth.training.vocoder.train import CorpusSource, VocoderTask, validation_clips
 
     torch.set_num_threads(threads)
     try:
@@ -96,12 +96,12 @@ def _train(args) -> int:
 
 
 def _export(args) -> int:
-    from app.cli import MelsynthError
+    from melsynth.engine.errors import MelsynthError
 
     import torch
 
-    from training.gan import TrainError
-    from training.vocoder.export import export_vocoder
+    from melsynth.training.gan import TrainError
+    from melsynth.training.vocoder.export import export_vocoder
 
     torch.set_num_threads(1)
     try:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.features import MelSpec
-from training.gan import TrainConfig, TrainError
-from training.nn.ap import APConfig
-from training.nn.discriminators import DiscriminatorConfig
-from training.nn.melgan import MelGANConfig
+from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.gan import TrainConfig, TrainError
+from melsynth.training.nn.ap import APConfig
+from melsynth.training.nn.discriminators import DiscriminatorConfig
+from melsynth.training.nn.melgan import MelGANConfig
 
 ARCHS = ("ap", "melgan")
 KIND_OF_ARCH = {"ap": "amplitude_phase", "melgan": "melgan"}

@@ -13,7 +13,7 @@
    state, then the streaming graph from zero state over all frames in one call
    (the engine's offline path) and in chunks of 1..16 frames (its streaming
    path), in the audio domain (the amplitude-phase frames go through
-   ``engine.istft``); any error above 1e-4 aborts the export;
+   ``engine.dsp.istft``); any error above 1e-4 aborts the export;
 4. adds (or replaces) the ``vocoders.<name>`` entry of ``bundle.json``,
    creating the bundle with the classical vocoder as default when absent and
    never touching other entries or the default; an older bundle's
@@ -33,14 +33,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.bundle import BUNDLE_FILE, SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry, write_bundle_json
-from engine.features import MelSpec, log_mel
-from engine.slim_bundle import delete_unreferenced_graphs
-from training.gan import BEST, CHECKPOINT, CURVE, TrainError, load_checkpoint, load_run_config, save_torch_atomic
-from training.nn.conv import StreamingModule, initial_state, stateful_layers
-from training.onnx_export import export_onnx, remove_weight_norm
-from training.vocoder.config import VocoderConfig, from_dict
-from training.vocoder.train import build_generator
+from melsynth.engine.dsp.features import MelSpec, log_mel
+from melsynth.engine.offline.slim_bundle import delete_unreferenced_graphs
+from melsynth.engine.runtime.bundle import (BUNDLE_FILE, SCHEMA_VERSION, StateSpec, TensorSpec, graph_entry,
+                                            write_bundle_json)
+from melsynth.training.gan import (BEST, CHECKPOINT, CURVE, TrainError, load_checkpoint, load_run_config,
+                                   save_torch_atomic)
+from melsynth.training.nn.conv import StreamingModule, initial_state, stateful_layers
+from melsynth.training.onnx_export import export_onnx, remove_weight_norm
+from melsynth.training.vocoder.config import VocoderConfig, from_dict
+from melsynth.training.vocoder.train import build_generator
 
 PARITY_LIMIT = 1e-4
 
@@ -87,7 +89,7 @@ def _audio_from(config: VocoderConfig, outputs: list[np.ndarray]) -> np.ndarray:
     """Graph outputs -> audio, for parity in the domain the engine hears."""
     if config.arch == "melgan":
         return np.asarray(outputs[0][0], dtype=np.float64)
-    from engine.istft import istft
+    from melsynth.engine.dsp.istft import istft
 
     frames = np.asarray(outputs[0][0], dtype=np.float64) + 1j * np.asarray(outputs[1][0], dtype=np.float64)
     return istft(config.mel, frames).astype(np.float64)
@@ -191,7 +193,7 @@ def declare_shapes(path: Path, shapes: dict[str, tuple]) -> None:
     """
     import onnx
 
-    from engine.atomic import atomic_write_bytes
+    from melsynth.engine.atomic import atomic_write_bytes
 
     model = onnx.load(str(path))
     for value in list(model.graph.input) + list(model.graph.output):
@@ -242,7 +244,7 @@ def export_vocoder(run_dir: str | os.PathLike, bundle_dir: str | os.PathLike, na
         if bundle_mel != config.mel:
             raise TrainError(f"{json_path}: mel {bundle_mel} differs from the run's {config.mel}")
     else:
-        from engine.make_default_bundle import ensure_classical
+        from melsynth.engine.offline.make_default_bundle import ensure_classical
 
         ensure_classical(root)
         data = json.loads(json_path.read_text())

@@ -16,7 +16,7 @@ crop and ``y`` the generated waveform::
     adv      + adversarial (hinge | lsgan) + feature matching x10, after the warm-up
 
 Validation (rank 0): ``val_clips`` fixed clips of ``val_seconds`` from the
-validation split, vocoded offline; MR-STFT and log-mel L1 (``engine.metrics``)
+validation split, vocoded offline; MR-STFT and log-mel L1 (``engine.offline.metrics``)
 and their ratios to Griffin-Lim-64 on the same mel (cached in the run folder);
 for ``ap`` also the ratio after ``val_gl_refine_iterations`` Griffin-Lim
 iterations started from the network's phase. ``mrstft_ratio`` picks the best
@@ -33,19 +33,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.features import MelSpec, log_mel as numpy_log_mel
-from training.features import TorchMel
-from training.gan import GANTask, LossOutput, TrainError, Validation
-from training.nn import losses as L
-from training.nn.ap import APGenerator
-from training.nn.discriminators import VocoderDiscriminator
-from training.nn.melgan import MelGANGenerator
-from training.vocoder.config import VocoderConfig
+from melsynth.engine.dsp.features import MelSpec, log_mel as numpy_log_mel
+from melsynth.training.features import TorchMel
+from melsynth.training.gan import GANTask, LossOutput, TrainError, Validation
+from melsynth.training.nn import losses as L
+from melsynth.training.nn.ap import APGenerator
+from melsynth.training.nn.discriminators import VocoderDiscriminator
+from melsynth.training.nn.melgan import MelGANGenerator
+from melsynth.training.vocoder.config import VocoderConfig
 
 
 # --------------------------------------------------------------------------- data
 class ClipSource:
-    """Random aligned crops from audio arrays held in memory (mel computed with ``engine.features``)."""
+    """Random aligned crops from audio arrays held in memory (mel computed with ``engine.dsp.features``)."""
 
     def __init__(self, clips: Sequence[np.ndarray], spec: MelSpec):
         self.spec = spec
@@ -70,7 +70,7 @@ class CorpusSource:
     """Random aligned crops of a built corpus split via ``training.corpus.dataset.AudioMelDataset``."""
 
     def __init__(self, corpus_dir: str | os.PathLike, split: str, frames: int, spec: MelSpec, seed: int = 0):
-        from training.corpus.dataset import AudioMelDataset
+        from melsynth.training.corpus.dataset import AudioMelDataset
 
         self.dataset = AudioMelDataset(corpus_dir, split, frames, spec, seed=seed, random_offset=True)
         self.epoch = 0
@@ -133,8 +133,8 @@ def validation_clips(corpus_dir: str | os.PathLike, spec: MelSpec, count: int, s
     """
     import soundfile as sf
 
-    from engine.atomic import atomic_write_json
-    from training.corpus.manifest import read_manifest
+    from melsynth.engine.atomic import atomic_write_json
+    from melsynth.training.corpus.manifest import read_manifest
 
     corpus_dir = Path(corpus_dir)
     saved = Path(run_dir) / VAL_CLIPS_FILE if run_dir is not None else None
@@ -319,7 +319,7 @@ class VocoderTask(GANTask):
         """Per clip: mel, Griffin-Lim-64 audio and its metrics (cached in the run folder)."""
         if self._references is not None:
             return self._references
-        from engine import metrics as M
+        from melsynth.engine.offline import metrics as M
 
         spec = self.config.mel
         refs, cached = [], {}
@@ -339,7 +339,7 @@ class VocoderTask(GANTask):
             refs.append({"name": name, "audio": audio, "mel": lm, "gl": gl,
                          "gl_mrstft": M.mr_stft_l1(audio, gl), "gl_mel": M.log_mel_l1(spec, audio, gl)})
         if changed and path is not None:
-            from engine.atomic import atomic_write
+            from melsynth.engine.atomic import atomic_write
 
             atomic_write(path, lambda f: np.savez(f, **cached))
         self._references = refs
@@ -365,7 +365,7 @@ class VocoderTask(GANTask):
     def validate(self, generator: nn.Module, device: torch.device) -> Validation:
         if not self.val_clips:
             return Validation(metrics={})
-        from engine import metrics as M
+        from melsynth.engine.offline import metrics as M
 
         spec = self.config.mel
         refs = self.references()

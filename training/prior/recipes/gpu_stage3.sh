@@ -6,8 +6,8 @@
 # at batch 64 (a comparison). Both train on a packed subset of the corpus, since only ~60 MiB
 # travel to the device:
 #
-#   python -m training.prior.pack corpus/default .gpu/prior/subset.npz --hours 1.65 --test-hours 0.06 --chunk-seconds 6
-#   python -m training.prior.pack --compact-init runs/prior/stage2/best_generator.pt .gpu/prior/init_fp16.pt
+#   python -m melsynth.training.prior.pack corpus/default .gpu/prior/subset.npz --hours 1.65 --test-hours 0.06 --chunk-seconds 6
+#   python -m melsynth.training.prior.pack --compact-init runs/prior/stage2/best_generator.pt .gpu/prior/init_fp16.pt
 #
 # then, with .gpu/prior, this script and .whl (librosa and friends as wheels) carried:
 #
@@ -15,7 +15,7 @@
 #
 # The validation figures it prints are against the subset's small test split (a higher floor than
 # the full corpus's): score what comes back with `melsynth eval prior` on the full corpus. The
-# critic comes back too (cont_checkpoint.part*): `python -m training.portable unpack RUN PARTS`
+# critic comes back too (cont_checkpoint.part*): `python -m melsynth.training.portable unpack RUN PARTS`
 # gives a checkpoint.pt that `--resume` continues, since a fresh critic sets a trained generator back.
 set -u
 MIN=${1:-7.5}
@@ -26,14 +26,17 @@ if ! $PY -c "import librosa, soundfile, soxr" 2>/dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 3
   export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=${PYTHONPATH:-}:$(pwd)
+# the checkout's folders as the melsynth package, without installing it
+mkdir -p /tmp/melsynth-root/melsynth
+for d in engine app training cli; do ln -sfn "$(pwd)/$d" "/tmp/melsynth-root/melsynth/$d"; done
+export PYTHONPATH=${PYTHONPATH:-}:/tmp/melsynth-root
 OUTDIR=${OUT:-/tmp/out}; mkdir -p "$OUTDIR"
 W=${WORK:-/tmp/prior_gpu}; rm -rf "$W"; mkdir -p "$W/runs"
-$PY -c "from training.prior.pack import unpack; unpack('$DATA/subset.npz', '$W/corpus')" || exit 4
+$PY -c "from melsynth.training.prior.pack import unpack; unpack('$DATA/subset.npz', '$W/corpus')" || exit 4
 LIM=$($PY -c "print(int($MIN * 60 + 90))")  # SIGTERM after that: the trainer checkpoints and stops
 start() {  # name, extra args
   local name=$1; shift
-  timeout -s TERM "$LIM" $PY -m app.cli train prior --corpus "$W/corpus" --run "$W/runs/$name" \
+  timeout -s TERM "$LIM" $PY -m melsynth.cli train prior --corpus "$W/corpus" --run "$W/runs/$name" \
     --device "$DEV" --minutes "$MIN" --threads 4 --no-progress "$@" > "$W/runs/$name.log" 2>&1 &
 }
 start cont --config training/prior/recipes/stage3_gpu_batch64.json --init "$DATA/init_fp16.pt"
@@ -49,11 +52,11 @@ tail -n 3 "$W"/runs/*.log
 $PY - "$W/runs" "$OUTDIR" <<'P'
 import sys
 from pathlib import Path
-from training.prior.train import slim_checkpoint
+from melsynth.training.prior.train import slim_checkpoint
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 try:  # what comes back is capped at 8 files, 64 MiB: the shipped run's best and its whole state
     slim_checkpoint(runs / "cont", out / "cont_best.pt")                       # 13 MB
-    from training.portable import pack_checkpoint
+    from melsynth.training.portable import pack_checkpoint
     pack_checkpoint(runs / "cont", out / "cont_checkpoint")                   # 3 parts, 42 MB: --resume later
 except Exception as exc:
     print(f"cont: {type(exc).__name__}: {exc}")

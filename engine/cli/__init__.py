@@ -1,0 +1,1 @@
+"""Handlers of the engine's commands: render, play, bench, resynth, bundle info."""

@@ -1,0 +1,2 @@
+"""Signal processing on numpy arrays: mel features, STFT inversion, magnitude and phase
+reconstruction, resampling, output safety."""
