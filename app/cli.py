@@ -1,4 +1,4 @@
-"""``melsynth app``: the synth window.
+"""``melsynth app``: the synth window; ``melsynth recorder tone``: the recorder on its own.
 
 ``--screenshot PNG --quit-after SECONDS`` renders the window to a PNG after it has
 played for a moment and exits cleanly (tests, the README's screenshot); it works
@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from melsynth.engine import add_lead_argument, lead_config
 
@@ -32,9 +33,8 @@ def process_start_monotonic() -> float:
         return time.monotonic()
 
 
-def register(sub) -> None:
-    p = sub.add_parser("app", help="open the synth window (knobs, live spectrogram, paint, MIDI, presets)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def register_app(sub) -> None:
+    p = sub.add_parser("app", help="open the synth window (knobs, live spectrogram, paint, MIDI, presets)")
     p.add_argument("--bundle", default=None,
                    help="model bundle folder; None means $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--device", default=None, help="audio output device (name substring or index); "
@@ -133,3 +133,18 @@ def sound_report(window) -> str:
         return f"start-to-first-sound: {1000 * window.first_sound_s:.0f} ms"
     reason = window.audio_error or window.bundle_error or "nothing audible was played"
     return f"start-to-first-sound: none ({reason})"
+
+
+def register_tone(sub) -> None:
+    p = sub.add_parser("tone", help="record a 440 Hz tone in real time through the app's recorder, printing "
+                                    "what is on disk (kill it mid-take: the file still reads)")
+    p.add_argument("out", type=Path, help="output file (.wav or .flac)")
+    p.add_argument("seconds", type=float, help="length of the take")
+    p.set_defaults(func=run_tone)
+
+
+def run_tone(args) -> int:
+    from melsynth.app.recorder import record_tone
+
+    record_tone(args.out, args.seconds)
+    return 0

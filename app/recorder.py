@@ -168,12 +168,9 @@ class Recorder:
         self.frames_on_disk = complete
 
 
-def _demo_main(argv: list[str] | None = None) -> int:
-    """``python -m melsynth.app.recorder OUT SECONDS``: record a sine in real time (for the kill test)."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    out, seconds = Path(args[0]), float(args[1])
+def record_tone(out: Path, seconds: float) -> int:
+    """Record a 440 Hz sine to ``out`` in real time, printing the frames pushed and on disk after
+    each block (``melsynth recorder tone``: kill it mid-take and the file still reads). -> frames."""
     sr, block = 11025, 256
     rec = Recorder(out, sr).start()
     t0 = time.monotonic()
@@ -188,8 +185,4 @@ def _demo_main(argv: list[str] | None = None) -> int:
             time.sleep(delay)
     info = rec.stop()
     print(f"done {info.frames}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_demo_main())
+    return info.frames

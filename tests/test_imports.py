@@ -34,6 +34,7 @@ LAYERS = {
         ["melsynth.training.features", "melsynth.training.onnx_export", "melsynth.training.gan"],
         ["melsynth.training.nn", "melsynth.training.corpus", "melsynth.training.portable"],
         ["melsynth.training.prior", "melsynth.training.vocoder"],
+        ["melsynth.training.cli"],
         ["melsynth.training"],
     ],
     "melsynth.app": [
@@ -45,7 +46,7 @@ LAYERS = {
         ["melsynth.app.cli"],
         ["melsynth.app"],
     ],
-    "melsynth.cli": [["melsynth.cli.main"], ["melsynth.cli.groups"], ["melsynth.cli"]],
+    "melsynth.cli": [["melsynth.cli.tree"], ["melsynth.cli.main"], ["melsynth.cli"]],
 }
 
 

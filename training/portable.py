@@ -10,12 +10,11 @@ they would not in float16) and splits the bytes into parts;
 ``unpack_checkpoint`` joins them and restores float32, giving a
 ``checkpoint.pt`` that ``--resume`` takes.
 
-    python -m melsynth.training.portable pack runs/prior/NAME $OUT/ckpt      # -> $OUT/ckpt.part0, ckpt.part1, ...
-    python -m melsynth.training.portable unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt
+    melsynth checkpoint pack runs/prior/NAME $OUT/ckpt      # -> $OUT/ckpt.part0, ckpt.part1, ...
+    melsynth checkpoint unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
 from pathlib import Path
@@ -82,25 +81,3 @@ def unpack_checkpoint(run_dir: str | os.PathLike, parts: list[str | os.PathLike]
     out.parent.mkdir(parents=True, exist_ok=True)
     save_torch_atomic(out, _cast(state, torch.float32, only=torch.bfloat16))
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="what", required=True)
-    a = sub.add_parser("pack", help="RUN's checkpoint.pt -> PREFIX.part0, PREFIX.part1, ...")
-    a.add_argument("run")
-    a.add_argument("prefix")
-    b = sub.add_parser("unpack", help="PARTS -> RUN/checkpoint.pt")
-    b.add_argument("run")
-    b.add_argument("parts", nargs="+")
-    args = p.parse_args(argv)
-    if args.what == "pack":
-        for part in pack_checkpoint(args.run, args.prefix):
-            print(f"{part} ({part.stat().st_size / 2**20:.1f} MiB)")
-    else:
-        print(unpack_checkpoint(args.run, args.parts))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,7 @@
-"""``melsynth render``, ``melsynth play`` and ``melsynth bench``: the engine without a window."""
+"""``melsynth render``, ``melsynth play`` and ``melsynth bench``: the engine without a window.
+
+Each ``register_*`` defines its command's arguments; ``run_*`` is its handler.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +13,8 @@ import time
 from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD
 
 BUNDLE_HELP = "bundle folder (default: $MELSYNTH_BUNDLE or models/default)"
+VOCODER_HELP = "vocoder of the bundle (default: the bundle's default)"
+WALK_SPREAD_HELP = "share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)"
 
 
 def _error(message: str):
@@ -154,25 +159,23 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    p = sub.add_parser("render", help="music from noise: a seeded latent walk through prior and vocoder to a file",
-                       formatter_class=fmt)
+# --------------------------------------------------------------------------- arguments
+def register_render(sub) -> None:
+    p = sub.add_parser("render", help="music from noise: a seeded latent walk through prior and vocoder to a file")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the render in seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent point and of its walk")
     p.add_argument("--out", required=True, help="output audio file (.wav or .flac)")
     p.add_argument("--png", default=None, help="also write a log-mel spectrogram PNG here")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
-    p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")
+    p.add_argument("--vocoder", default=None, help=VOCODER_HELP)
     p.add_argument("--walk-speed", type=float, default=WALK_SPEED,
                    help="how fast the latent point wanders (0 = still, 1 = a new point every latent step)")
-    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD,
-                   help="share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)")
+    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD, help=WALK_SPREAD_HELP)
     p.set_defaults(func=run_render)
 
-    p = sub.add_parser("play", help="headless performance of a latent walk through the audio device",
-                       formatter_class=fmt)
+
+def register_play(sub) -> None:
+    p = sub.add_parser("play", help="headless performance of a latent walk through the audio device")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--device", default=None, help="output device name (substring) or index (default: system default)")
     p.add_argument("--hostapi", default=None, help="restrict the device search to a host API, e.g. JACK")
@@ -180,15 +183,15 @@ def register(sub) -> None:
     add_lead_argument(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
-    p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")
+    p.add_argument("--vocoder", default=None, help=VOCODER_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the latent point and of its walk")
     p.add_argument("--walk-speed", type=float, default=WALK_SPEED, help="latent walk speed (0..1)")
-    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD,
-                   help="share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)")
+    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD, help=WALK_SPREAD_HELP)
     p.set_defaults(func=run_play)
 
-    p = sub.add_parser("bench", help="engine throughput, knob-to-sound latency, CPU use and soak underruns",
-                       formatter_class=fmt)
+
+def register_bench(sub) -> None:
+    p = sub.add_parser("bench", help="engine throughput, knob-to-sound latency, CPU use and soak underruns")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--soak", type=float, default=0.0, help="also play this many seconds and count underruns")
     p.add_argument("--hog", action="store_true", help="run a busy process on the other core during the soak")
@@ -204,5 +207,5 @@ def register(sub) -> None:
     p.add_argument("--frames-per-step", type=int, default=1,
                    help="mel frames per producer step: more is faster, and every frame adds ~23 ms of latency")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
-    p.add_argument("--vocoder", default=None, help="vocoder of the bundle (default: the bundle's default)")
+    p.add_argument("--vocoder", default=None, help=VOCODER_HELP)
     p.set_defaults(func=run_bench)

@@ -1,4 +1,4 @@
-"""``melsynth info``: validate a model bundle and print what it holds."""
+"""``melsynth bundle info``: validate a model bundle and print what it holds."""
 from __future__ import annotations
 
 import argparse
@@ -32,8 +32,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="validate a model bundle and print its contract and figures",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("info", help="validate a model bundle and print its contract and figures")
     p.add_argument("--bundle", default=None,
                    help="bundle folder (default: $MELSYNTH_BUNDLE or models/default)")
     p.set_defaults(func=run_info)

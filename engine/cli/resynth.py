@@ -39,8 +39,7 @@ def run_resynth(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("resynth", help="audio file -> mel -> vocoder -> WAV (time-aligned, same length)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("resynth", help="audio file -> mel -> vocoder -> WAV (time-aligned, same length)")
     p.add_argument("input", metavar="IN", type=Path, help="audio file (any format, sample rate, channels)")
     p.add_argument("--out", required=True, type=Path, help="output WAV (mono, the bundle's sample rate)")
     p.add_argument("--bundle", default=None, help="bundle folder; when absent, $MELSYNTH_BUNDLE or models/default")

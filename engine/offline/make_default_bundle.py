@@ -1,7 +1,7 @@
 """Create or update the shipped bundle's classical vocoder and measure its figures.
 
-    python -m melsynth.engine.offline.make_default_bundle [--bundle models/default] [--corpus corpus/default]
-                                         [--split test] [--max-clips N] [--seconds S] [--no-measure]
+    melsynth bundle add-classical [--bundle models/default] [--corpus corpus/default]
+                                  [--split test] [--max-clips N] [--seconds S] [--no-measure]
 
 Writes the ``classical`` entry (kind, params: ``magnitude_iterations`` and the
 ``PhaseConfig`` fields, see ``engine.runtime.vocoder``) into
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from melsynth.engine.dsp.features import MelSpec
@@ -53,9 +52,10 @@ def ensure_classical(root: Path, params: dict | None = None) -> dict:
     return data
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m melsynth.engine.offline.make_default_bundle", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def register(sub) -> None:
+    """``melsynth bundle add-classical``: its arguments; ``run_add_classical`` handles it."""
+    p = sub.add_parser("add-classical", help="write the classical vocoder into a bundle (created if absent) and "
+                                             "measure its figures on a corpus split")
     p.add_argument("--bundle", type=Path, default=repo_root() / "models" / "default", help="bundle folder")
     p.add_argument("--corpus", type=Path, default=repo_root() / "corpus" / "default",
                    help="built corpus whose split is measured")
@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-clips", type=int, default=None, help="measure at most this many clips")
     p.add_argument("--seconds", type=float, default=30.0, help="at most this many seconds per clip (0: all)")
     p.add_argument("--no-measure", action="store_true", help="write the entry only")
-    args = p.parse_args(argv)
+    p.set_defaults(func=run_add_classical)
 
+
+def run_add_classical(args: argparse.Namespace) -> int:
     ensure_classical(args.bundle)
     print(f"classical vocoder written into {args.bundle / BUNDLE_FILE}")
     if args.no_measure:
@@ -81,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = args.corpus.resolve()
     corpus = corpus.relative_to(repo_root()) if corpus.is_relative_to(repo_root()) else corpus
     source = {"corpus": str(corpus), "split": args.split, "clip_seconds_max": args.seconds or None,
-              "command": "python -m melsynth.engine.offline.make_default_bundle"}
+              "command": "melsynth bundle add-classical"}
     write_figures(args.bundle, report, source)
     print(f"figures written into {args.bundle / BUNDLE_FILE}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m melsynth.engine.offline.slim_bundle BUNDLE_DIR``: drop the offline graphs that the streaming graphs make redundant.
+"""``melsynth bundle slim BUNDLE_DIR``: drop the offline graphs that the streaming graphs make redundant.
 
 Older bundles ship each neural model (the prior, every amplitude_phase / melgan
 vocoder) twice: an offline graph and a streaming graph with the same weights.
@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from melsynth.engine.runtime.bundle import (BUNDLE_FILE, NEURAL_VOCODER_KINDS, BundleError, ModelBundle, load_bundle,
+from melsynth.engine.runtime.bundle import (BUNDLE_FILE, NEURAL_VOCODER_KINDS, ModelBundle, load_bundle,
                                             write_bundle_json)
 
 TOLERANCE = 1e-4
@@ -167,21 +166,20 @@ def slim_bundle(path: str | Path, tolerance: float = TOLERANCE, log: Callable[[s
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m melsynth.engine.offline.slim_bundle",
-                                description="Remove a bundle's offline ONNX graphs after checking that its "
-                                            "streaming graphs reproduce them (the engine then serves offline "
-                                            "from the streaming graphs).")
+def register(sub) -> None:
+    """``melsynth bundle slim BUNDLE``: its arguments; ``run_slim`` handles it."""
+    p = sub.add_parser("slim", help="remove a bundle's offline ONNX graphs after checking that its streaming "
+                                    "graphs reproduce them (offline then runs the streaming graphs)")
     p.add_argument("bundle", type=Path, help="bundle folder, e.g. models/default")
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max abs difference allowed")
-    args = p.parse_args(argv)
+    p.set_defaults(func=run_slim)
+
+
+def run_slim(args: argparse.Namespace) -> int:
+    from melsynth.engine.errors import MelsynthError
+
     try:
         slim_bundle(args.bundle, args.tolerance)
-    except (SlimError, BundleError) as exc:
-        print(f"slim_bundle: error: {exc}", file=sys.stderr)
-        return 2
+    except SlimError as exc:
+        raise MelsynthError(str(exc)) from exc
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,15 +6,14 @@ A bundle is a folder with ``bundle.json`` and the ONNX files it names::
       bundle.json             schema_version, mel (MelSpec), vocoders{}, default_vocoder, prior
       vocoder_ap_stream.onnx  streaming graph (frames + state in, output + state out)
       prior_stream.onnx
-      vocoder_ap.onnx, prior.onnx   offline graphs (dynamic frames): only in older bundles
+      vocoder_ap.onnx, prior.onnx   offline graphs (dynamic frames): optional
 
 Each neural model (the prior, the amplitude_phase and melgan vocoders) ships one
 streaming graph. Every streaming graph is causal, so the offline output is that
 graph run over all frames at once from the zero state of a fresh stream
-(``run_streaming_graph``; the state it returns is dropped). Bundles written before
-that still list an ``offline`` graph with the same weights; the engine uses it
-when present. ``python -m melsynth.engine.offline.slim_bundle BUNDLE`` removes it after checking
-the two agree.
+(``run_streaming_graph``; the state it returns is dropped). A bundle may also
+list an ``offline`` graph with the same weights; the engine uses it when
+present. ``melsynth bundle slim BUNDLE`` removes it after checking the two agree.
 
 ``bundle.json``::
 
@@ -28,12 +27,12 @@ the two agree.
           "kind": "classical" | "amplitude_phase" | "melgan",
           "params": {...},                         # kind-specific runtime settings
           "streaming": GRAPH,                      # absent for "classical"
-          "offline":   GRAPH,                      # optional (older bundles); absent for "classical"
+          "offline":   GRAPH,                      # optional; absent for "classical"
           "training": {...}, "figures": {...}
         }
       },
       "prior": {                                   # optional
-        "streaming": GRAPH, "offline": GRAPH,      # offline optional (older bundles)
+        "streaming": GRAPH, "offline": GRAPH,      # offline optional
         "latent_size": 64, "latent_frames": 16,    # one latent vector per 16 frames
         "directions": [{"name", "kind": "named"|"pca", "vector": [...], "sigma"}],
         "training": {...}, "figures": {...}

@@ -3,7 +3,7 @@
 Built from a bundle's ``prior`` entry (see ``engine.runtime.bundle``)::
 
     streaming graph  "z" (1, latent_size, k), state_in_i... -> "mel" (1, n_mels, k * latent_frames), state_out_i...
-    offline graph    "z" (1, latent_size, steps) -> "mel" (1, n_mels, steps * latent_frames)   (older bundles)
+    offline graph    "z" (1, latent_size, steps) -> "mel" (1, n_mels, steps * latent_frames)   (optional)
 
 The mel is in ``MelSpec.normalize`` space ([-1, 1]); ``spec.denormalize`` gives
 the log10 mel a vocoder takes. The streaming graph starts from zero state, so

@@ -40,7 +40,7 @@ def test_recording_stopped_normally_is_complete(tmp_path, ext):
 @pytest.mark.parametrize("ext", ["wav", "flac"])
 def test_recording_killed_mid_take_is_readable_up_to_about_the_last_second(tmp_path, ext):
     path = tmp_path / f"killed.{ext}"
-    proc = subprocess.Popen([sys.executable, "-m", "melsynth.app.recorder", str(path), "30"],
+    proc = subprocess.Popen([sys.executable, "-m", "melsynth.cli", "recorder", "tone", str(path), "30"],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     pushed = on_disk = 0
     deadline = time.monotonic() + 60

@@ -1,4 +1,4 @@
-"""``melsynth corpus build|add|info|cache``.
+"""``melsynth corpus build|add|info|cache``: each ``register_*`` defines a command's arguments.
 
 Registration imports neither torch nor music21 (handlers import what they need).
 """
@@ -79,15 +79,8 @@ def run_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("corpus", help="build or extend a training corpus (audio + manifest + mel cache)",
-                       formatter_class=fmt)
-    csub = p.add_subparsers(dest="corpus_command", metavar="ACTION")
-    csub.required = True
-
-    b = csub.add_parser("build", formatter_class=fmt,
-                        help="render music21's bundled classical scores with FluidSynth into a corpus")
+def register_build(sub) -> None:
+    b = sub.add_parser("build", help="render music21's bundled classical scores with FluidSynth into a corpus")
     b.add_argument("--out", required=True, help="corpus folder (created; an existing one is resumed)")
     b.add_argument("--max-works", type=_positive_int, default=None,
                    help="render only this many works (seeded choice); default: all (~600 works, >20 h)")
@@ -110,8 +103,9 @@ def register(sub) -> None:
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
 
-    a = csub.add_parser("add", formatter_class=fmt,
-                        help="ingest a folder of audio (wav/flac/ogg/mp3, MusicNet layout too) into a corpus")
+
+def register_add(sub) -> None:
+    a = sub.add_parser("add", help="ingest a folder of audio (wav/flac/ogg/mp3, MusicNet layout too) into a corpus")
     a.add_argument("src", help="folder (searched recursively) or single audio file")
     a.add_argument("--out", required=True, help="corpus folder (created or extended)")
     a.add_argument("--jobs", type=_positive_int, default=2, help="worker processes")
@@ -119,13 +113,17 @@ def register(sub) -> None:
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=run_add)
 
-    i = csub.add_parser("info", formatter_class=fmt, help="print a corpus's hours per split and failures")
+
+def register_info(sub) -> None:
+    i = sub.add_parser("info", help="print a corpus's hours per split and failures")
     i.add_argument("dir", help="corpus folder")
     i.set_defaults(func=run_info)
 
-    c = csub.add_parser("cache", formatter_class=fmt,
-                        help="compute missing mel-cache entries for the current MelSpec (and the "
-                             "int16 audio cache the vocoder sampler reads); the samplers also do it on first use")
+
+def register_cache(sub) -> None:
+    c = sub.add_parser("cache", help="compute missing mel-cache entries for the current MelSpec (and the "
+                                     "int16 audio cache the vocoder sampler reads); the samplers also do it on "
+                                     "first use")
     c.add_argument("dir", help="corpus folder")
     c.add_argument("--no-audio", action="store_true", help="only the mel cache")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")

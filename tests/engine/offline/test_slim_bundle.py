@@ -16,8 +16,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+from melsynth.cli.main import main
 from melsynth.engine.dsp.features import MelSpec
-from melsynth.engine.offline.slim_bundle import SlimError, folder_size, main, slim_bundle
+from melsynth.engine.offline.slim_bundle import SlimError, folder_size, slim_bundle
 from melsynth.engine.runtime.bundle import load_bundle, write_bundle_json
 from melsynth.engine.runtime.prior import Prior
 from melsynth.engine.runtime.vocoder import load_vocoder
@@ -132,13 +133,13 @@ def test_slim_bundle_refuses_and_changes_nothing_when_the_graphs_disagree(bundle
     assert (bundle_copy / "bundle.json").read_bytes() == json_before
     assert sorted(p.name for p in bundle_copy.iterdir()) == files_before
 
-    assert main([str(bundle_copy)]) == 2
+    assert main(["bundle", "slim", str(bundle_copy)]) == 2
     assert "vocoders.mg_l1s3" in capsys.readouterr().err
     assert (bundle_copy / "bundle.json").read_bytes() == json_before
 
 
 def test_cli_prints_what_it_removed_and_the_sizes(bundle_copy, capsys):
-    assert main([str(bundle_copy)]) == 0
+    assert main(["bundle", "slim", str(bundle_copy)]) == 0
     out = capsys.readouterr().out
     assert "removed vocoders.ap.offline" in out and "deleted prior.onnx" in out
     assert f"{bundle_copy}:" in out and "MB ->" in out

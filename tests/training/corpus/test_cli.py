@@ -13,9 +13,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('torch', 'music21', 'fluidsynth', 'librosa'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
-import argparse
-from melsynth.training.corpus import cli
-p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='command'); cli.register(sub)
+from melsynth.cli.main import build_parser
+p = build_parser()
 a = p.parse_args(['corpus', 'build', '--out', 'x', '--max-works', '6', '--jobs', '2', '--seed', '1'])
 assert (a.out, a.max_works, a.jobs, a.seed) == ('x', 6, 2, 1), a
 a = p.parse_args(['corpus', 'add', 'src', '--out', 'y'])

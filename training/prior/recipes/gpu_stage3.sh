@@ -6,8 +6,8 @@
 # at batch 64 (a comparison). Both train on a packed subset of the corpus, since only ~60 MiB
 # travel to the device:
 #
-#   python -m melsynth.training.prior.pack corpus/default .gpu/prior/subset.npz --hours 1.65 --test-hours 0.06 --chunk-seconds 6
-#   python -m melsynth.training.prior.pack --compact-init runs/prior/stage2/best_generator.pt .gpu/prior/init_fp16.pt
+#   melsynth corpus pack corpus/default .gpu/prior/subset.npz --hours 1.65 --test-hours 0.06 --chunk-seconds 6
+#   melsynth checkpoint compact runs/prior/stage2/best_generator.pt .gpu/prior/init_fp16.pt
 #
 # then, with .gpu/prior, this script and .whl (librosa and friends as wheels) carried:
 #
@@ -15,7 +15,7 @@
 #
 # The validation figures it prints are against the subset's small test split (a higher floor than
 # the full corpus's): score what comes back with `melsynth eval prior` on the full corpus. The
-# critic comes back too (cont_checkpoint.part*): `python -m melsynth.training.portable unpack RUN PARTS`
+# critic comes back too (cont_checkpoint.part*): `melsynth checkpoint unpack RUN PARTS`
 # gives a checkpoint.pt that `--resume` continues, since a fresh critic sets a trained generator back.
 set -u
 MIN=${1:-7.5}
