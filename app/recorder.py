@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ import numpy as np
 
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 FLUSH_SECONDS = 1.0
+MIN_FREE_BYTES = 10_000_000  # about 7 minutes of 16-bit mono at 11025 Hz
 
 
 class RecorderError(Exception):
@@ -77,6 +80,24 @@ def _flac_blocksize(path: Path) -> int | None:
     return max_block if min_block == max_block and max_block > 0 else None
 
 
+def check_writable(folder: Path, min_free_bytes: int | None = None) -> None:
+    """Create ``folder`` if needed and write a probe file there; OSError saying what is wrong.
+    ``min_free_bytes``: None means ``MIN_FREE_BYTES``."""
+    min_free_bytes = MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < min_free_bytes:
+        raise OSError(f"only {free / 1e6:.1f} MB free on the disk of {folder} "
+                      f"(a take needs at least {min_free_bytes / 1e6:.0f} MB)")
+    fd, probe = tempfile.mkstemp(prefix=".melsynth-probe-", dir=folder)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
 class Recorder:
     """One take to one file. ``start()``, ``push()`` from any thread, ``stop()``."""
 
@@ -103,12 +124,14 @@ class Recorder:
         return self._frames / self.sample_rate
 
     def start(self) -> "Recorder":
+        """Open the file after checking the folder takes it. RecorderError (one line) if not."""
         import soundfile as sf
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            check_writable(self.path.parent)
             self._file = sf.SoundFile(str(self.path), "w", samplerate=self.sample_rate,
                                       channels=self.channels, format=self.format, subtype="PCM_16")
+            self._file.flush()  # the header reaches the disk now, not at the first second of audio
         except (sf.LibsndfileError, OSError) as exc:
             raise RecorderError(f"{self.path}: cannot record: {exc}") from None
         self._thread = threading.Thread(target=self._run, name="melsynth-recorder", daemon=True)
@@ -117,7 +140,7 @@ class Recorder:
 
     def push(self, block: np.ndarray) -> None:
         """Queue audio (``(samples,)`` or ``(samples, channels)``, float in [-1, 1]). Never blocks."""
-        if self._thread is not None and not self._stopping.is_set():
+        if self._thread is not None and not self._stopping.is_set() and self.error is None:
             self._queue.put(np.array(block, dtype=np.float32, copy=True))
 
     def stop(self) -> RecordingInfo:

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, Q
 from melsynth.app.performance import SOURCE_LABELS
 
 RECORD_FORMATS = ("wav", "flac")
+RECORDING_RED = "#c62828"  # the Rec button while a take runs
 
 
 class TransportBar(QWidget):
@@ -41,6 +42,7 @@ class TransportBar(QWidget):
         self.record = QPushButton("\u25cf Rec")
         self.record.setCheckable(True)
         self.record.setToolTip("Record what is heard to WAV or FLAC (R)")
+        self.record.setStyleSheet(f"QPushButton:checked {{ background-color: {RECORDING_RED}; color: white; }}")
         self.record_format = QComboBox()
         for f in RECORD_FORMATS:
             self.record_format.addItem(f.upper(), f)

@@ -69,3 +69,44 @@ def test_bad_extension_and_unwritable_path(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises((RecorderError, OSError)):
         Recorder(tmp_path / "file" / "take.wav", SR).start()
+
+
+def test_a_folder_that_cannot_be_created_is_refused_before_the_take(tmp_path):
+    (tmp_path / "file").write_text("x")
+    rec = Recorder(tmp_path / "file" / "sub" / "take.wav", SR)
+    with pytest.raises(RecorderError, match="cannot record"):
+        rec.start()
+    assert not rec.recording
+
+
+def test_a_nearly_full_disk_is_refused_before_the_take(tmp_path, monkeypatch):
+    import shutil
+
+    from melsynth.app import recorder
+
+    monkeypatch.setattr(recorder.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(RecorderError, match="MB free"):
+        Recorder(tmp_path / "take.wav", SR).start()
+    assert not (tmp_path / "take.wav").exists()
+
+
+def test_a_disk_error_while_writing_ends_the_take_with_the_error(tmp_path):
+    rec = Recorder(tmp_path / "take.wav", SR).start()
+    rec.push(sine(0, 1024))
+    deadline = time.monotonic() + 5
+    while rec.seconds == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    def full(_block):
+        raise OSError(28, "No space left on device")
+
+    rec._file.write = full
+    rec.push(sine(1024, 1024))
+    while rec.recording and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not rec.recording
+    assert rec.error and "take.wav" in rec.error and "No space left" in rec.error
+    rec.push(sine(2048, 1024))  # after the error nothing more is queued
+    assert rec._queue.empty()
+    audio, _ = sf.read(tmp_path / "take.wav")
+    assert audio.shape[0] == 1024  # what was written before the error stays readable
