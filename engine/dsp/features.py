@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from melsynth.engine.dsp.melbank import slaney_mel_filterbank
+
 
 class FeatureError(ValueError):
     """A MelSpec or audio array that the feature code cannot serve."""
@@ -118,12 +120,7 @@ class MelSpec:
 
 @functools.lru_cache(maxsize=8)
 def _filterbank_cached(spec: MelSpec) -> np.ndarray:
-    import librosa  # deferred: importing librosa costs ~1 s
-
-    fb = librosa.filters.mel(
-        sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels,
-        fmin=spec.fmin, fmax=spec.fmax, htk=False, norm="slaney",
-    ).astype(np.float32)
+    fb = slaney_mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
     empty = np.flatnonzero(fb.max(axis=1) <= 0)
     if empty.size:
         raise FeatureError(

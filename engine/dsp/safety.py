@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import lfilter  # scipy comes with librosa, an engine dependency
 
 INPUT_CLAMP = 1e4  # beyond this a sample is garbage anyway; keeps float math finite
+_DC_BLOCK = 256  # samples per product of the DC blocker's numpy path (a 512 KiB matrix)
 
 
 def sanitize_audio(x: np.ndarray) -> np.ndarray:
@@ -37,22 +37,35 @@ def sanitize_audio(x: np.ndarray) -> np.ndarray:
 class DCBlocker:
     """One-pole DC blocker with carried state (``(samples,) -> (samples,)`` float64).
 
-    ``y[n] = x[n] - x[n-1] + R y[n-1]`` (scipy's ``lfilter``, its ``zi`` carried between chunks).
+    ``y[n] = x[n] - x[n-1] + R y[n-1]``, carried between chunks as the transposed direct form's
+    state ``zi = R y[n] - x[n]`` (what scipy's ``lfilter`` carries). Computed a block of
+    ``_DC_BLOCK`` samples at a time as one product with the recursion's impulse responses
+    (``y = T e``, ``T[i, j] = R^(i - j)``): numpy has no recursive filter, and scipy.signal's
+    takes the app's start more than half a second to import.
     """
 
     def __init__(self, sample_rate: int, cutoff_hz: float = 10.0):
         self.r = math.exp(-2.0 * math.pi * cutoff_hz / sample_rate)
-        self._b = np.array([1.0, -1.0])
-        self._a = np.array([1.0, -self.r])
         self._zi = np.zeros(1, dtype=np.float64)
+        lag = np.subtract.outer(np.arange(_DC_BLOCK), np.arange(_DC_BLOCK))
+        self._response = np.where(lag >= 0, self.r ** np.maximum(lag, 0), 0.0)
 
     def reset(self) -> None:
         self._zi = np.zeros(1, dtype=np.float64)
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        if x.size == 0:
-            return np.zeros(0, dtype=np.float64)
-        y, self._zi = lfilter(self._b, self._a, np.asarray(x, dtype=np.float64), zi=self._zi)
+        x = np.asarray(x, dtype=np.float64).ravel()
+        y = np.empty(x.size, dtype=np.float64)
+        z = float(self._zi[0])
+        for b0 in range(0, x.size, _DC_BLOCK):
+            xb = x[b0:b0 + _DC_BLOCK]
+            m = xb.size
+            e = np.empty(m)  # the recursion's input: x[n] - x[n-1], the carried state first
+            e[0] = xb[0] + z
+            np.subtract(xb[1:], xb[:-1], out=e[1:])
+            np.matmul(self._response[:m, :m], e, out=y[b0:b0 + m])
+            z = self.r * y[b0 + m - 1] - xb[-1]
+        self._zi = np.array([z])
         return y
 
 
