@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
                                QVBoxLayout, QWidget)
 
 from melsynth.app.midi import ControlChange, MidiInput, MidiPanel, NoteOn
-from melsynth.app.performance import Performance
+from melsynth.app.performance import SOURCE_LABELS, Performance
 from melsynth.app.presets import (FACTORY_DIR, PresetError, factory_presets, load_preset, save_preset,
                                   user_preset_dir)
 from melsynth.app.recorder import Recorder, RecorderError
@@ -253,6 +253,9 @@ class MainWindow(QMainWindow):
         self.canvas.edited.connect(self.on_canvas_edited)
         self.canvas.loadRequested.connect(self._load_audio_dialog)
         self.canvas.grabRequested.connect(self.grab_live_into_canvas)
+        self.canvas.stroked.connect(self._hear_canvas_on_paint)
+        self.canvas.hearRequested.connect(lambda: self.set_source("canvas"))
+        self._show_canvas_heard()
 
     # ------------------------------------------------------------------ engine
     def _load_synth(self, bundle) -> None:
@@ -447,7 +450,18 @@ class MainWindow(QMainWindow):
                 return
         self.performance.source = source
         self.transport.show_source(source)
+        self._show_canvas_heard()
         self.send_controls()
+
+    def _hear_canvas_on_paint(self) -> None:
+        """A brush stroke on a canvas that is not heard makes it the source: painting is for hearing."""
+        if self.performance.source != "canvas":
+            self.set_source("canvas")
+            self.show_message("source: Paint \u2014 painting switched to the canvas (transport: source)")
+
+    def _show_canvas_heard(self) -> None:
+        source = self.performance.source
+        self.canvas.show_heard(source == "canvas", SOURCE_LABELS.get(source, source))
 
     def set_loop_seconds(self, seconds: float) -> None:
         self.performance.loop_seconds = seconds
@@ -632,6 +646,7 @@ class MainWindow(QMainWindow):
                 source = "latent"
         p.source = source
         self.transport.show_source(source)
+        self._show_canvas_heard()
         self.transport.show_file(p.file)
         self.send_controls()
         note = f" (no such knobs here: {', '.join(missing)})" if missing else ""

@@ -183,6 +183,8 @@ class CanvasView(QWidget):
     """Paint panel: tools, brush, the image with the playhead."""
 
     edited = Signal(object)  # Region
+    stroked = Signal()  # the player painted (a brush gesture, not Load / Grab / Clear)
+    hearRequested = Signal()  # the "not heard" banner's button: make the canvas the source
     loadRequested = Signal()
     grabRequested = Signal()
 
@@ -231,6 +233,18 @@ class CanvasView(QWidget):
         tools.addWidget(self.grab_button)
         tools.addWidget(self.load_button)
 
+        # The canvas is heard only when it is the source: say so where the player paints.
+        self.not_heard = QWidget()
+        banner = QHBoxLayout(self.not_heard)
+        banner.setContentsMargins(4, 0, 4, 0)
+        self.not_heard_label = QLabel("Not heard: the source is not Paint. Painting switches to it.")
+        self.not_heard_label.setStyleSheet("color: #e0a040;")
+        self.hear_button = QToolButton(text="Hear the canvas")
+        self.hear_button.setToolTip("Make the canvas the source (transport: source Paint)")
+        self.hear_button.setFocusPolicy(Qt.NoFocus)
+        banner.addWidget(self.not_heard_label, 1)
+        banner.addWidget(self.hear_button)
+
         self.graphics = pg.GraphicsLayoutWidget()
         self.plot = self.graphics.addPlot()
         self.plot.setMouseEnabled(False, False)
@@ -249,18 +263,26 @@ class CanvasView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(tools)
+        lay.addWidget(self.not_heard)
         lay.addWidget(self.graphics, 1)
 
         self.smooth_button.clicked.connect(lambda: self._apply(self.model.smooth_all()))
         self.clear_button.clicked.connect(lambda: self._apply(self.model.clear()))
         self.load_button.clicked.connect(self.loadRequested)
         self.grab_button.clicked.connect(self.grabRequested)
+        self.hear_button.clicked.connect(self.hearRequested)
         self._redraw()
 
     # model <-> view ---------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         self.mode_buttons.button(MODES.index(mode)).setChecked(True)
+
+    def show_heard(self, heard: bool, source_label: str = "") -> None:
+        """Hide the "not heard" banner while the canvas is the source; else name the source."""
+        self.not_heard.setVisible(not heard)
+        if source_label:
+            self.not_heard_label.setText(f"Not heard: the source is {source_label}. Painting switches to Paint.")
 
     def set_frames(self, frames: int) -> None:
         self.model.resize(frames)
@@ -281,6 +303,7 @@ class CanvasView(QWidget):
         region = self.model.stroke(points, self.size.value(), self.intensity.value() / 100.0, self.mode)
         if region is not None:
             self._apply(region)
+            self.stroked.emit()
         return region
 
     def set_playhead(self, frame: int) -> None:
