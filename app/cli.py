@@ -80,9 +80,10 @@ def run_app(args) -> int:
         print(f"melsynth app: warning: PySide6 {PySide6.__version__} leaks a reference per signal and will "
               "crash this Python after a while; install another version: pip install 'PySide6-Essentials!=6.12.0'",
               file=sys.stderr)
+    midi = open_midi(args.midi_port)
     window = MainWindow(bundle=args.bundle, device=args.device, midi_port=args.midi_port,
                         autoplay=not args.no_play, blocksize=args.blocksize or None, t0=t0,
-                        synth_config=synth_config)
+                        synth_config=synth_config, midi=midi)
     if args.preset:
         window.load_preset_file(args.preset)
     window.show()
@@ -109,6 +110,22 @@ def run_app(args) -> int:
     return result["rc"]
 
 
+def open_midi(port: str | None):
+    """The app's MIDI input; MelsynthError (listing the ports) for a ``--midi-port`` no port matches.
+    Without a MIDI backend the app runs without MIDI and says why."""
+    from melsynth.app.midi import MidiInput, MidiPortError
+    from melsynth.engine import MelsynthError
+
+    midi = MidiInput()
+    if port and midi.available:
+        try:
+            midi.find_port(port)
+        except MidiPortError as exc:
+            midi.close()
+            raise MelsynthError(f"--midi-port: {exc}") from None
+    return midi
+
+
 def startup_report(window, handler_s: float | None = None) -> list[str]:
     lines = []
     if window.synth is None:
@@ -120,8 +137,7 @@ def startup_report(window, handler_s: float | None = None) -> list[str]:
     elif window.synth is not None and window.synth.playing:
         st = window.synth.status()
         lines.append(f"audio: {st.device}, {st.sample_rate} Hz, block {st.blocksize}")
-    lines.append(f"midi: {window.midi.port_label}" if window.midi.available
-                 else f"midi: {window.midi.unavailable_reason}")
+    lines.append(f"midi: {window.midi.describe()}")
     if handler_s is not None:
         lines.append(f"startup: command parsed {1000 * handler_s:.0f} ms after process start")
     lines.append(f"startup: window and models ready {1000 * window.ready_s:.0f} ms after process start")

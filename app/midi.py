@@ -12,6 +12,11 @@ opens a virtual input port ("melsynth:midi in") on JACK when a JACK server runs,
 otherwise on ALSA; other programs connect to it, or the player picks an existing
 output port to connect from. With no backend it keeps ``unavailable_reason`` and
 the rest of the app works without MIDI.
+
+The virtual port stays open for the life of the app: python-rtmidi cannot open a
+virtual port again on a MidiIn whose port was closed. A chosen output port is
+connected through a second MidiIn (client "melsynth-connect"), opened and closed
+as the player chooses.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from PySide6.QtCore import QObject, Signal
 
 CLIENT_NAME = "melsynth"
 VIRTUAL_PORT_NAME = "midi in"
+CONNECTION_SUFFIX = "-connect"  # the client that connects from a chosen output port
 KNOB_RANGE_SIGMA = 3.0  # CC 0..127 maps onto -3..+3 sigma
 
 
@@ -209,6 +215,10 @@ def backend_order() -> list[str]:
     return ["jack", "alsa"]
 
 
+class MidiPortError(ValueError):
+    """No output port matches the name asked for (the message lists the ports there are)."""
+
+
 class MidiInput(QObject):
     """The app's MIDI input port; emits decoded events on the GUI thread.
 
@@ -227,7 +237,8 @@ class MidiInput(QObject):
         self.apis = backend_order() if apis is None else list(apis)
         self.client_name = client_name
         self.counters = MidiCounters()
-        self.midi_in = None
+        self.midi_in = None  # the virtual input port's client
+        self.connection = None  # the client connected from a chosen output port, if any
         self.api_name: str | None = None
         self.unavailable_reason: str | None = None
         self.port_label: str | None = None
@@ -286,45 +297,77 @@ class MidiInput(QObject):
         """Output ports of other programs that the app can connect from (not its own)."""
         if self.midi_in is None:
             return []
+        own = {self.client_name, self.client_name + CONNECTION_SUFFIX}
         try:
-            return [p for p in self.midi_in.get_ports() if not p.startswith(f"{self.client_name}:")]
+            return [p for p in self.midi_in.get_ports() if p.split(":", 1)[0] not in own]
         except Exception:  # a backend that vanished: no ports rather than a crash
             return []
 
+    def find_port(self, name: str) -> str:
+        """The output port named ``name`` (exactly, else the first containing it, any case).
+        MidiPortError listing the ports when none matches."""
+        ports = self.ports()
+        matches = [p for p in ports if p == name] or [p for p in ports if name.lower() in p.lower()]
+        if not matches:
+            raise MidiPortError(f"no MIDI output port matches {name!r}; available: "
+                                f"{', '.join(ports) or 'none'} (or leave it out for melsynth's own "
+                                f"virtual port {self.client_name}:{VIRTUAL_PORT_NAME})")
+        return matches[0]
+
     def choose_port(self, name: str | None) -> str:
-        """Connect from the named port, or ``None`` for the app's own virtual port. -> status text."""
+        """Connect from the named port, or ``None`` for the app's own virtual port alone. -> status text.
+
+        The virtual port stays open either way; a port that cannot be found or opened leaves
+        the current connection as it was.
+        """
         if self.midi_in is None:
             return self.unavailable_reason or "no MIDI"
+        if name is None:
+            self._close_connection()
+            self.port_label = self.virtual_label
+            return f"MIDI in: {self.port_label}"
         import rtmidi
 
-        self.midi_in.close_port()
         try:
-            if name is None:
-                self.midi_in.open_virtual_port(VIRTUAL_PORT_NAME)
-                self.port_label = self.virtual_label
-            else:
-                ports = self.midi_in.get_ports()
-                matches = [i for i, p in enumerate(ports) if p == name] or \
-                          [i for i, p in enumerate(ports) if name.lower() in p.lower()]
-                if not matches:
-                    self.midi_in.open_virtual_port(VIRTUAL_PORT_NAME)
-                    self.port_label = self.virtual_label
-                    return f"no MIDI port matches {name!r}; available: {', '.join(ports) or 'none'}"
-                self.midi_in.open_port(matches[0], name=VIRTUAL_PORT_NAME)
-                self.port_label = ports[matches[0]]
-        except rtmidi.RtMidiError as exc:
-            return f"cannot open MIDI port {name!r}: {exc}"
-        return f"MIDI in: {self.port_label}"
+            port = self.find_port(name)
+        except MidiPortError as exc:
+            return str(exc)
+        self._close_connection()
+        try:
+            connection = rtmidi.MidiIn(self._api_id(), name=self.client_name + CONNECTION_SUFFIX)
+            connection.ignore_types(sysex=False, timing=True, active_sense=True)
+            index = connection.get_ports().index(port)
+            connection.open_port(index, name=VIRTUAL_PORT_NAME)
+            connection.set_callback(self._on_raw)
+        except (rtmidi.RtMidiError, ValueError) as exc:  # ValueError: the port left meanwhile
+            self.port_label = self.virtual_label
+            return f"cannot open MIDI port {port!r}: {str(exc).strip() or 'gone'}"
+        self.connection = connection
+        self.port_label = port
+        return f"MIDI in: {port} (and {self.client_name}:{VIRTUAL_PORT_NAME})"
+
+    def describe(self) -> str:
+        """What is open now, e.g. for the start-up report."""
+        if self.midi_in is None:
+            return self.unavailable_reason or "no MIDI"
+        text = f"{self.api_name.upper()}: virtual input {self.client_name}:{VIRTUAL_PORT_NAME} open"
+        return text + (f"; connected from {self.port_label}" if self.connection is not None else "")
+
+    def _api_id(self) -> int:
+        import rtmidi
+
+        return {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA}[self.api_name]
+
+    def _close_connection(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            _delete_midi_in(connection)
 
     def close(self) -> None:
-        if self.midi_in is not None:
-            try:
-                self.midi_in.cancel_callback()
-                self.midi_in.close_port()
-                self.midi_in.delete()
-            except Exception:
-                pass
-            self.midi_in = None
+        self._close_connection()
+        midi_in, self.midi_in = self.midi_in, None
+        if midi_in is not None:
+            _delete_midi_in(midi_in)
 
     # rtmidi thread ----------------------------------------------------------
     def _on_raw(self, message_and_delta, _data=None) -> None:
@@ -342,6 +385,16 @@ class MidiInput(QObject):
         if ev is not None:
             self.event.emit(ev)
         self.countersChanged.emit()
+
+
+def _delete_midi_in(midi_in) -> None:
+    """Stop callbacks, close the port and free the client (a backend that vanished: ignored)."""
+    try:
+        midi_in.cancel_callback()
+        midi_in.close_port()
+        midi_in.delete()
+    except Exception:  # noqa: BLE001 - shutting a port down never takes the app down
+        pass
 
 
 # --------------------------------------------------------------------------- panel
