@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QMessageBox, QSplitter,
                                QVBoxLayout, QWidget)
 
 from melsynth.app.midi import ControlChange, MidiInput, MidiPanel, NoteOn
@@ -33,6 +33,7 @@ from melsynth.app.presets import (FACTORY_DIR, PresetError, factory_presets, loa
                                   user_preset_dir)
 from melsynth.app.recorder import Recorder, RecorderError
 from melsynth.app.widgets.canvas import CanvasView, Region
+from melsynth.app.widgets.elided import ElidedLabel
 from melsynth.app.widgets.knobs import KnobBank, LatentPanel, knob_specs
 from melsynth.app.widgets.spectrogram import LevelMeter, SpectrogramView
 from melsynth.app.widgets.status import StatusPanel
@@ -161,7 +162,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.transport)
         lay.addWidget(body, 1)
         self.setCentralWidget(root)
-        self.message = QLabel("")
+        self.message = ElidedLabel("", lines=1)  # a long message never widens the window
         self.statusBar().addWidget(self.message, 1)
 
     def _build_menus(self) -> None:
@@ -369,6 +370,7 @@ class MainWindow(QMainWindow):
             self.synth.swap_bundle(folder)
         except (BundleError, FileNotFoundError, ValueError) as exc:
             self.show_message(f"cannot switch bundle: {exc}")
+            self.status.show_bundle(self.synth.bundle.root)  # the box names what plays
             return
         self.show_message(f"switching to {Path(folder).name}\u2026")
 
@@ -716,6 +718,8 @@ class MainWindow(QMainWindow):
             self._apply_bundle_shape()
             self.send_controls()
             self.show_message(f"now playing {synth.bundle.name} / {synth.vocoder_name}")
+        if not st.swapping and self.status.bundle.currentData() != str(synth.bundle.root):
+            self.status.show_bundle(synth.bundle.root)  # a failed switch: the box names what plays
         if st.error and st.error != self.audio_error:
             self.audio_error = st.error
             self.show_message(st.error)

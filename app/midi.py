@@ -286,6 +286,10 @@ class MidiInput(QObject):
         self.unavailable_reason = "no MIDI backend: " + "; ".join(reasons)
 
     @property
+    def virtual_name(self) -> str:
+        return f"{self.client_name}:{VIRTUAL_PORT_NAME}"
+
+    @property
     def virtual_label(self) -> str:
         return f"{self.client_name}:{VIRTUAL_PORT_NAME} (virtual input, others connect here)"
 
@@ -403,6 +407,9 @@ from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QToolB
                                QVBoxLayout, QWidget)
 
 
+PORT_HINT = "Connect from this MIDI output port (or let others connect to melsynth's own port)"
+
+
 class MidiPanel(QGroupBox):
     """Port chooser, learn state, counters; says why when there is no MIDI backend."""
 
@@ -412,7 +419,7 @@ class MidiPanel(QGroupBox):
         super().__init__("MIDI", parent)
         self.midi = midi
         self.port = QComboBox()
-        self.port.setToolTip("Connect from this MIDI output port (or let others connect to melsynth's own port)")
+        self.port.setToolTip(PORT_HINT)
         self.port.setMinimumContentsLength(10)
         self.port.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.refresh = QToolButton(text="Rescan")
@@ -447,11 +454,18 @@ class MidiPanel(QGroupBox):
             self.state.setText(self.midi.unavailable_reason or "no MIDI")
             self.state.setStyleSheet("color: #e0a040;")
         else:
-            self.port.addItem(self.midi.virtual_label, None)
+            # short names in the box (a long one would be clipped); the whole story in the tooltips
+            self.port.addItem(self.midi.virtual_name, None)
+            self.port.setItemData(0, self.midi.virtual_label, Qt.ToolTipRole)
             for p in self.midi.ports():
                 self.port.addItem(p, p)
-            i = self.port.findText(self.midi.port_label or "")
+                self.port.setItemData(self.port.count() - 1, p, Qt.ToolTipRole)
+            i = self.port.findData(self.midi.port_label) if self.midi.connection is not None else 0
             self.port.setCurrentIndex(max(i, 0))
+            self.port.setToolTip(f"{self.port.itemData(self.port.currentIndex(), Qt.ToolTipRole)}\n{PORT_HINT}")
+            widest = max(self.port.fontMetrics().horizontalAdvance(self.port.itemText(k))
+                         for k in range(self.port.count()))
+            self.port.view().setMinimumWidth(widest + 24)  # the list shows whole names
             self.state.setText(f"{self.midi.api_name.upper()} MIDI: {self.midi.port_label}")
             self.state.setStyleSheet("")
         self.port.blockSignals(False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -98,10 +98,13 @@ class SpectrogramView(pg.GraphicsLayoutWidget):
 
 
 class LevelMeter(QWidget):
-    """Peak and RMS of the output in dBFS, with a decaying peak hold and a clip light."""
+    """Peak and RMS of the output in dBFS, with a decaying peak hold, a clip light and a dBFS scale."""
 
     FLOOR_DB = -60.0
     HOLD_DECAY_DB_PER_UPDATE = 0.6
+    TICKS_DB = (0, -6, -12, -24, -36, -48, -60)
+    BAR_WIDTH = 18
+    UNIT = "dBFS"
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -109,9 +112,15 @@ class LevelMeter(QWidget):
         self.rms_db = self.FLOOR_DB
         self.hold_db = self.FLOOR_DB
         self.clipped = False
-        self.setMinimumWidth(22)
+        font = self.font()
+        font.setPointSizeF(max(font.pointSizeF() - 2.0, 6.0))
+        self.setFont(font)
+        fm = self.fontMetrics()
+        # the scale's column: wide enough for every tick label and the unit under the bar
+        self.scale_width = max(fm.horizontalAdvance(str(t)) for t in self.TICKS_DB) + 4
+        self.setFixedWidth(max(self.scale_width + self.BAR_WIDTH, fm.horizontalAdvance(self.UNIT) + 2))
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
-        self.setToolTip("Output level (dBFS): RMS bar, peak line, peak hold")
+        self.setToolTip("Output level (dBFS): RMS bar, peak line, peak hold; click to reset the clip light")
 
     def set_level(self, peak_db: float, rms_db: float) -> None:
         def clean(x: float) -> float:
@@ -133,24 +142,39 @@ class LevelMeter(QWidget):
     def _y(self, db: float, top: int, height: int) -> int:
         return top + int(round((db / self.FLOOR_DB) * height))
 
+    def _span(self) -> tuple[int, int]:
+        """(top, height) of the 0..FLOOR_DB range in pixels: below it, a line for the unit."""
+        top = 8
+        return top, self.height() - top - self.fontMetrics().height() - 4
+
+    def scale_ticks(self) -> list[tuple[int, int]]:
+        """(dB, y) of each scale mark at the widget's current height."""
+        top, height = self._span()
+        return [(db, self._y(db, top, height)) for db in self.TICKS_DB]
+
     def paintEvent(self, _event) -> None:  # noqa: N802
         p = QPainter(self)
         w, h = self.width(), self.height()
-        top, height = 8, h - 10
+        top, height = self._span()
+        x0 = self.scale_width  # the bar's left edge; the scale is left of it
         p.fillRect(0, 0, w, h, QColor(20, 20, 20))
-        p.fillRect(2, 1, w - 4, 5, QColor(220, 30, 30) if self.clipped else QColor(60, 20, 20))
+        p.fillRect(x0 + 2, 1, w - x0 - 4, 5, QColor(220, 30, 30) if self.clipped else QColor(60, 20, 20))
         y_rms = self._y(self.rms_db, top, height)
         grad_color = QColor(40, 200, 80) if self.rms_db < -12 else (
             QColor(230, 200, 40) if self.rms_db < -3 else QColor(230, 60, 40))
-        p.fillRect(3, y_rms, w - 6, top + height - y_rms, grad_color)
+        p.fillRect(x0 + 3, y_rms, w - x0 - 6, top + height - y_rms, grad_color)
         p.setPen(QColor(240, 240, 240))
         y_peak = self._y(self.peak_db, top, height)
-        p.drawLine(2, y_peak, w - 3, y_peak)
+        p.drawLine(x0 + 2, y_peak, w - 3, y_peak)
         p.setPen(QColor(255, 120, 60))
         y_hold = self._y(self.hold_db, top, height)
-        p.drawLine(2, y_hold, w - 3, y_hold)
-        p.setPen(QColor(90, 90, 90))
-        for db in (-6, -12, -24, -48):
-            y = self._y(db, top, height)
-            p.drawLine(0, y, 3, y)
+        p.drawLine(x0 + 2, y_hold, w - 3, y_hold)
+        fm = self.fontMetrics()
+        for db, y in self.scale_ticks():
+            p.setPen(QColor(90, 90, 90))
+            p.drawLine(x0 - 2, y, x0 + 2, y)
+            p.setPen(QColor(170, 170, 170))
+            p.drawText(QRect(0, y - fm.height() // 2, x0 - 3, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
+                       str(db))
+        p.drawText(QRect(0, top + height + 2, w, fm.height()), Qt.AlignHCenter | Qt.AlignTop, self.UNIT)
         p.end()

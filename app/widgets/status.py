@@ -7,8 +7,11 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QToolButton,
                                QVBoxLayout, QWidget)
 
+from melsynth.app.widgets.elided import ElidedLabel
+
 BLOCK_SIZES = (0, 64, 128, 256, 512, 1024, 2048)  # 0 = the device's own choice
 NO_DEVICE = "(no audio device)"
+MESSAGE_LINES = 4
 LEADS_MS = (0.0, 6.0, 12.0, 20.0, 30.0, 50.0)  # 0 = adaptive: as late as this machine has lately allowed
 
 
@@ -61,6 +64,7 @@ class StatusPanel(QGroupBox):
         form.addRow("lead", self.lead)
 
         self.bundle = QComboBox()
+        self.bundle.setPlaceholderText("none")  # shown while no bundle plays
         self.bundle.setToolTip("Model bundle (switching crossfades without stopping)")
         self.bundle.setMinimumContentsLength(10)
         self.bundle.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -75,8 +79,7 @@ class StatusPanel(QGroupBox):
         self.vocoder.setToolTip("Vocoder of the bundle")
         form.addRow("vocoder", self.vocoder)
 
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
+        self.message = ElidedLabel("", lines=MESSAGE_LINES)  # a long error never pushes the panels below down
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.message.setStyleSheet("color: #e0a040;")
         lay = QVBoxLayout(self)
@@ -111,12 +114,19 @@ class StatusPanel(QGroupBox):
         for f in folders:
             self.bundle.addItem(f.name, str(f))
             self.bundle.setItemData(self.bundle.count() - 1, str(f), Qt.ToolTipRole)
+        self.bundle.blockSignals(False)
+        self.show_bundle(current)
+
+    def show_bundle(self, current: Path | None) -> None:
+        """Select ``current`` (the bundle playing; None: none, the box shows "none") without signals."""
+        self.bundle.blockSignals(True)
+        i = -1
         if current is not None:
             i = self.bundle.findData(str(current))
             if i < 0:
                 self.bundle.addItem(current.name, str(current))
                 i = self.bundle.count() - 1
-            self.bundle.setCurrentIndex(i)
+        self.bundle.setCurrentIndex(i)
         self.bundle.blockSignals(False)
 
     def set_vocoders(self, names: list[str], current: str | None) -> None:

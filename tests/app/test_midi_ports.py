@@ -114,7 +114,7 @@ def test_the_window_port_box_follows_the_choice(fake_midi, window_factory):
     assert box.currentText() == "pads:out 1" and "pads:out 1" in w.message.text()
     box.setCurrentIndex(0)
     box.activated.emit(0)
-    assert box.currentText() == midi.virtual_label and "cannot" not in w.message.text()
+    assert box.currentText() == midi.virtual_name and "cannot" not in w.message.text()
     assert made[0].open == ("virtual", "midi in")
 
 
