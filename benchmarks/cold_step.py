@@ -6,8 +6,8 @@ The bench's ``chain_stream_rtf`` runs steps back to back. In play the producer s
 frame (23 ms) between steps, and the CPU comes back cold. This runs the shipped bundle's
 pipeline (48 kHz out) with a sleep (or a busy spin) between steps, then the same per stage.
 
-Session 8 (this machine): 0.42 ms a step back to back, 1.34 ms after 5 ms of sleep, 1.55 ms
-after 20 ms, 1.00 ms after a 20 ms spin; every stage slows alike.
+On a 2-core virtual machine: about 0.4 ms a step back to back, 1.3 ms after 5 ms of sleep,
+1.6 ms after 20 ms, 1.0 ms after a 20 ms spin; every stage slows alike.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 #!/bin/bash
-# The README's engine figures: three quick benches (ranges), the large prior for comparison, bigger
-# steps, then play 20 s (and 5 x 60 s: idle underruns), the callbacks under --gil-load (120 s
-# each) and a 10-minute --hog soak on a JACK dummy device at 48 kHz / 256; then how late this
-# machine wakes a sleeping thread; last, the click of an underrun and of a stop (declick), a step's
-# cost after idling, and the app's own knob latency and GUI CPU.
+# Long engine measurements, beyond benchmarks/report.sh: three quick benches (ranges), the large
+# prior for comparison, bigger steps, then play 20 s (and 5 x 60 s: idle underruns), the callbacks
+# under --gil-load (120 s each) and a 10-minute --hog soak on a JACK dummy device at 48 kHz / 256;
+# then how late this machine wakes a sleeping thread; last, the click of an underrun and of a stop
+# (declick), a step's cost after idling, and the app's own knob latency and GUI CPU.
 # Run on an idle machine with no other jackd up. Figures land in $OUT (default runs/engine_figures).
 cd "$(dirname "$0")/.."
 M=${MELSYNTH:-.venv/bin/melsynth}

@@ -11,7 +11,7 @@ vocoder fit in the rest? Two measurements, onnxruntime on 1 intra-op + 1 inter-o
 2. The amplitude-phase generator (``training.nn.ap``) at the shipped size and smaller ones, with
    random weights (timing only): exported as the trainer exports it, one-frame calls.
 
-Session 8 (this machine): a run costs about 9 us plus 0.4-1 us a node. The AP generator's
+On a 2-core virtual machine a run costs about 9 us plus 0.4-1 us a node. The AP generator's
 graph has 170-220 nodes (21 a ConvNeXt block; its heads, phase integrator and locking about
 110), so it costs 0.25-0.35 ms a call even at a tenth to a third of the shipped parameters:
 the node count, not the weights, sets its cost. A vocoder for 100x needs a graph of a few dozen

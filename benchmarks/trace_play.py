@@ -7,7 +7,8 @@ trace around each underrun (prints; not a test).
 Each underrun comes with the producer's last few decisions before it: ``plan`` (time left before
 the device would find the ring short, and the lead it was started with), ``step`` (wall and CPU
 time: wall well above CPU means the thread was off the CPU) and ``sleep`` (how late it woke).
-Session 8 found this way the three stalls of the README's "Idle plays on the real device".
+It tells a stall of the machine (a step's wall time far above its CPU time, a late wake-up)
+from a step that is slow in itself (docs/design.md, "When the producer steps").
 The tracing wraps ``Synth``'s private scheduling methods: a diagnostic, not an API.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ TOP_RANK = {"melsynth.engine": 0, "melsynth.training": 1, "melsynth.app": 1, "me
 # unit of its own layer or above.
 LAYERS = {
     "melsynth.engine": [
-        ["melsynth.engine.errors", "melsynth.engine.atomic"],
+        ["melsynth.engine.errors", "melsynth.engine.atomic", "melsynth.engine.kernels"],
         ["melsynth.engine.dsp"],
         ["melsynth.engine.runtime"],
         ["melsynth.engine.device"],
@@ -46,7 +46,7 @@ LAYERS = {
         ["melsynth.app.cli"],
         ["melsynth.app"],
     ],
-    "melsynth.cli": [["melsynth.cli.tree"], ["melsynth.cli.main"], ["melsynth.cli"]],
+    "melsynth.cli": [["melsynth.cli.tree"], ["melsynth.cli.main"], ["melsynth.cli.__main__", "melsynth.cli"]],
 }
 
 
@@ -87,13 +87,17 @@ def import_graph() -> dict[str, set[str]]:
             for name, path in known.items()}
 
 
-def unit_of(module: str) -> tuple[str, int]:
-    """(the layer unit that holds ``module``, the unit's layer index in its top-level package)."""
+def unit_of(module: str) -> tuple[str, int] | None:
+    """(the layer unit that holds ``module``, the unit's layer index in its top-level package);
+    None for a module that no unit of ``LAYERS`` holds."""
     top = ".".join(module.split(".")[:2])
-    best = (top, len(LAYERS[top]) - 1)
+    if module == top:
+        return top, len(LAYERS[top]) - 1
+    best = None
     for index, units in enumerate(LAYERS[top]):
         for unit in units:
-            if (module == unit or module.startswith(unit + ".")) and len(unit) >= len(best[0]) and unit != top:
+            if unit != top and (module == unit or module.startswith(unit + ".")) \
+                    and (best is None or len(unit) > len(best[0])):
                 best = (unit, index)
     return best
 
@@ -112,6 +116,8 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
                     bad.append(f"{src} -> {dst}: {dst_top} is not below {src_top}")
                 elif src_top == "melsynth.app" and dst != "melsynth.engine":
                     bad.append(f"{src} -> {dst}: the app uses only melsynth.engine's public surface")
+            elif unit_of(src) is None or unit_of(dst) is None:
+                bad.append(f"{src} -> {dst}: {src if unit_of(src) is None else dst} is in no layer of LAYERS")
             else:
                 (su, si), (du, di) = unit_of(src), unit_of(dst)
                 if su != du and di >= si:
@@ -154,6 +160,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_imports_run_down_the_layers():
     assert upward_imports(import_graph()) == []
+
+
+def test_every_module_is_in_a_layer():
+    """A new module or folder is placed in ``LAYERS`` (which says what it may import)."""
+    assert [m for m in source_modules() if m.split(".")[1] in ("engine", "app", "training", "cli")
+            and unit_of(m) is None] == []
 
 
 def test_no_import_cycles():

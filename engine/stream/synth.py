@@ -131,8 +131,8 @@ _START_STEPS = 64
 _STEP_S_AT_START = 0.010
 # Queued on top of the lead before the device's first read. Starting is the likeliest time to
 # stall (caches cold, the GUI drawing its first frames): with the native callback reading from
-# the first period, an app start clicked 25 ms in, 4 times in 4. The extra drains within a
-# frame or two, as the producer waits for the queue to fall to the lead.
+# the first period, an app start without it clicks 25 ms in (4 starts in 4). The extra drains
+# within a frame or two, as the producer waits for the queue to fall to the lead.
 _PREFILL_EXTRA_S = 0.020
 # The longest the producer sleeps between looks at the ring.
 _POLL_MAX_S = 0.002
@@ -152,9 +152,9 @@ def freeze_heap() -> int:
 
     A full collection walks every tracked object with the GIL held, stopping the producer
     and the callback: 80 ms for the 158,000 objects of a loaded synth, eight ring targets
-    of silence, every few minutes of play (a suspect for the soaks' one underrun, which
-    came at 107 s in two runs of the same seeded soak; after this change it came at 218 s,
-    so it has another cause too). Frozen objects are still freed by reference counting,
+    of silence, every few minutes of play. (It is not the only cause of the rare soak
+    underrun: in one seeded soak that underrun comes at 107 s with collections and at
+    218 s without.) Frozen objects are still freed by reference counting,
     which frees models and buffers; only reference cycles among objects alive now would
     stay. Returns how many objects are frozen.
     """
