@@ -63,6 +63,9 @@ def run_app(args) -> int:
     synth_config = lead_config(args.lead_ms)
     t0 = process_start_monotonic()
     t_handler = time.monotonic()
+    from melsynth.engine import single_threaded_blas
+
+    single_threaded_blas()  # before the models load: extra BLAS threads only contend with the producer
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -83,10 +86,13 @@ def run_app(args) -> int:
     midi = open_midi(args.midi_port)
     window = MainWindow(bundle=args.bundle, device=args.device, midi_port=args.midi_port,
                         autoplay=not args.no_play, blocksize=args.blocksize or None, t0=t0,
-                        synth_config=synth_config, midi=midi)
+                        synth_config=synth_config, midi=midi, start_engine=False, kernels_later=True)
+    window.show()
+    qt_app.processEvents()  # on screen before the models load
+    window.shown_s = time.monotonic() - t0
+    window.start_engine()
     if args.preset:
         window.load_preset_file(args.preset)
-    window.show()
     for line in startup_report(window, t_handler - t0):
         print(line, flush=True)
 
@@ -106,6 +112,9 @@ def run_app(args) -> int:
             QTimer.singleShot(int(shot_at * 1000), shoot)
         QTimer.singleShot(int(args.quit_after * 1000), window.close)
     qt_app.exec()
+    kernels = kernels_report(window)
+    if kernels is not None:
+        print(kernels, flush=True)
     print(sound_report(window), flush=True)
     return result["rc"]
 
@@ -140,8 +149,22 @@ def startup_report(window, handler_s: float | None = None) -> list[str]:
     lines.append(f"midi: {window.midi.describe()}")
     if handler_s is not None:
         lines.append(f"startup: command parsed {1000 * handler_s:.0f} ms after process start")
+    shown_s = getattr(window, "shown_s", None)
+    if shown_s is not None:
+        lines.append(f"startup: window on screen {1000 * shown_s:.0f} ms after process start")
     lines.append(f"startup: window and models ready {1000 * window.ready_s:.0f} ms after process start")
     return lines
+
+
+def kernels_report(window) -> str | None:
+    """When the engine's numba kernels took over from its numpy paths (None: not deferred)."""
+    warmup = window.warmup
+    if warmup is None:
+        return None
+    if warmup.ready_at is None:
+        return "kernels: still preparing (the numpy path played throughout)"
+    note = f" ({warmup.error}; compiled in this process)" if warmup.error else ""
+    return f"kernels: compiled kernels in use {1000 * (warmup.ready_at - window.t0):.0f} ms after process start{note}"
 
 
 def sound_report(window) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter,
                                QVBoxLayout, QWidget)
 
 from melsynth.app.midi import ControlChange, MidiInput, MidiPanel, NoteOn
@@ -63,11 +63,16 @@ class MainWindow(QMainWindow):
     def __init__(self, bundle: str | os.PathLike | None = None, device: str | None = None,
                  midi_port: str | None = None, autoplay: bool = True, blocksize: int | None = 256,
                  midi: MidiInput | None = None, t0: float | None = None, loader=None,
-                 output_factory=None, synth_config=None):
+                 output_factory=None, synth_config=None, start_engine: bool = True, kernels_later: bool = False):
         """``loader``: engine model loader (tests pass fakes); ``output_factory()``: an engine
         output object to play into instead of a sounddevice stream (tests pass FakeOutput);
-        ``synth_config``: the engine's ``SynthConfig`` (None: its defaults)."""
+        ``synth_config``: the engine's ``SynthConfig`` (None: its defaults);
+        ``start_engine=False``: the caller shows the window first, then calls ``start_engine()``;
+        ``kernels_later``: play on the engine's numpy paths at once while its numba kernels
+        compile in the background (``preparing`` shows meanwhile)."""
         super().__init__()
+        self._bundle_arg, self._autoplay, self._kernels_later = bundle, autoplay, kernels_later
+        self.warmup = None  # the engine's KernelWarmup while kernels_later
         self.loader = loader
         self.synth_config = synth_config
         self.output_factory = output_factory
@@ -98,8 +103,13 @@ class MainWindow(QMainWindow):
         self.midi_panel.portChosen.connect(self.choose_midi_port)
         if midi_port:
             self.choose_midi_port(midi_port)
+        self.resize(1280, 800)
+        if start_engine:
+            self.start_engine()
 
-        self._load_synth(bundle)
+    def start_engine(self) -> None:
+        """Load the model bundle and start the sound (``autoplay``); the window may be on screen."""
+        self._load_synth(self._bundle_arg)
         self._refresh_devices()
         i = self.status.blocksize.findData(self.blocksize or 0)
         if i >= 0:
@@ -111,9 +121,8 @@ class MainWindow(QMainWindow):
         self._status_timer = QTimer(self)
         self._status_timer.timeout.connect(self._status_tick)
         self._status_timer.start(STATUS_INTERVAL_MS)
-        self.resize(1280, 800)
         self.ready_s = time.monotonic() - self.t0  # window and engine built (models loaded)
-        if autoplay and self.synth is not None:
+        if self._autoplay and self.synth is not None:
             self.play()
         self._status_tick()
 
@@ -164,6 +173,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(root)
         self.message = ElidedLabel("", lines=1)  # a long message never widens the window
         self.statusBar().addWidget(self.message, 1)
+        self.preparing = QLabel("preparing\u2026")
+        self.preparing.setToolTip("compiling the engine's fast kernels; the sound plays on the slower "
+                                  "numpy path meanwhile, and goes on unchanged when they are in")
+        self.preparing.hide()
+        self.statusBar().addPermanentWidget(self.preparing)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -260,14 +274,20 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ engine
     def _load_synth(self, bundle) -> None:
-        from melsynth.engine import BundleError, Synth, default_bundle_path
+        from melsynth.engine import BundleError, KernelWarmup, Synth, default_bundle_path, defer_kernels
 
         path = Path(bundle) if bundle is not None else default_bundle_path()
         try:
             kwargs = {"loader": self.loader} if self.loader is not None else {}
             if self.synth_config is not None:
                 kwargs["config"] = self.synth_config
+            if self._kernels_later and self.warmup is None:
+                defer_kernels()
             self.synth = Synth(bundle=path, **kwargs)
+            if self._kernels_later and self.warmup is None:
+                self.warmup = KernelWarmup(self.synth)
+                self.preparing.show()
+                QTimer.singleShot(0, self.warmup.start)  # after the sound starts: the compiler must not delay it
         except (BundleError, FileNotFoundError, ValueError, OSError) as exc:
             self.synth = None
             self.bundle_error = f"no model bundle: {exc}"
@@ -708,6 +728,8 @@ class MainWindow(QMainWindow):
         self.canvas.set_playhead(synth.canvas_playhead)
 
     def _status_tick(self) -> None:
+        if not self.preparing.isHidden() and self.warmup is not None and self.warmup.ready.is_set():
+            self.preparing.hide()
         synth = self.synth
         if synth is None:
             return

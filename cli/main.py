@@ -28,6 +28,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def import_optional(name: str):
     """The module, or None when the module itself is absent (a missing dependency inside it raises)."""
     try:
@@ -66,8 +73,8 @@ def _add_command(sub, command: Command, words: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="melsynth", description=DESCRIPTION, formatter_class=HelpFormatter,
-                                     epilog=f"example:\n  {TREE[0].example}")
+    parser = Parser(prog="melsynth", description=DESCRIPTION, formatter_class=HelpFormatter,
+                    epilog=f"example:\n  {TREE[0].example}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for node in TREE:

@@ -3,6 +3,7 @@
 Layers, each importing only the ones before it::
 
     errors, atomic   the CLI's one-line error; atomic file writes
+    kernels          whether numba kernels compile now or are left for later (the app's start)
     dsp/             mel features, STFT inversion, magnitude, phase, resampling, safety
     runtime/         bundle.json contract, ONNX sessions, the prior and the vocoders
     device/          ring buffer, native device callback, output stream, thread priority
@@ -28,6 +29,7 @@ _PUBLIC = {
     "default_bundle_path": "runtime.bundle",
     "repo_root": "runtime.bundle",
     "list_output_devices": "device.output",
+    "single_threaded_blas": "device.priority",
     "Controls": "stream.controls",
     "WALK_SPEED": "stream.controls",
     "WALK_SPREAD": "stream.controls",
@@ -37,6 +39,8 @@ _PUBLIC = {
     "SynthConfig": "stream.config",
     "Synth": "stream.synth",
     "SynthStatus": "stream.synth",
+    "KernelWarmup": "stream.warmup",
+    "defer_kernels": "stream.warmup",
     "add_lead_argument": "cli.headless",
     "lead_config": "cli.headless",
 }

@@ -10,10 +10,11 @@ import signal
 import sys
 import time
 
-from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD
+from melsynth.engine.cli.args import (MAX_PLAY_SECONDS, MAX_RENDER_SECONDS, add_quality_argument, finite_float,
+                                     int_range, output_file, seed, vocoder_help)
+from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD, Z_LIMIT
 
 BUNDLE_HELP = "bundle folder (default: $MELSYNTH_BUNDLE or models/default)"
-VOCODER_HELP = "vocoder of the bundle (default: the bundle's default)"
 WALK_SPREAD_HELP = "share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)"
 
 
@@ -34,29 +35,64 @@ def _bundle(args):
 
 
 # --------------------------------------------------------------------------- render
-def run_render(args: argparse.Namespace) -> int:
-    from melsynth.engine.offline.render import render_walk, spectrogram_png, write_audio
+# --png draws the whole render in one picture: longer renders would need all their audio in memory
+MAX_PNG_SECONDS = 600.0
 
-    if not args.seconds > 0:
-        raise _error(f"--seconds must be positive, got {args.seconds}")
-    bundle = _bundle(args)
-    t0 = time.perf_counter()
-    audio = render_walk(bundle, args.seconds, args.seed, args.walk_speed, args.walk_spread, args.vocoder)
-    wall = time.perf_counter() - t0
-    write_audio(args.out, audio, bundle.mel.sample_rate)
-    print(f"wrote {args.out}: {args.seconds:g} s at {bundle.mel.sample_rate} Hz, seed {args.seed}, "
-          f"peak {float(abs(audio).max()):.3f}, rendered in {wall:.1f} s ({args.seconds / wall:.0f}x real time)")
+
+def run_render(args: argparse.Namespace) -> int:
+    from melsynth.engine.cli.progress import with_progress
+    from melsynth.engine.offline.render import spectrogram_png, walk_chunks, write_audio_stream
+
+    out = output_file(args.out)
     if args.png:
-        spectrogram_png(args.png, audio, bundle.mel,
+        output_file(args.png, "--png", suffixes=(".png",))
+        if args.seconds > MAX_PNG_SECONDS:
+            raise _error(f"--png draws renders of at most {MAX_PNG_SECONDS:g} s, not {args.seconds:g} s "
+                         "(leave out --png, or render shorter)")
+    bundle = _bundle(args)
+    name = args.vocoder or bundle.default_vocoder
+    bundle.vocoder(name)  # unknown name -> one line listing the bundle's vocoders
+    rate = bundle.mel.sample_rate
+    kept: list = []  # the audio, only for --png (at most MAX_PNG_SECONDS)
+
+    def keep(chunks):
+        for chunk in chunks:
+            if args.png:
+                kept.append(chunk)
+            yield chunk
+
+    t0 = time.perf_counter()
+    chunks = walk_chunks(bundle, args.seconds, args.seed, args.walk_speed, args.walk_spread, name,
+                         quality=args.quality)
+    total = int(round(args.seconds * rate))
+    path, samples, peak = write_audio_stream(
+        out, keep(with_progress(chunks, total, rate, f"render {out.name}", not args.no_progress)), rate)
+    wall = time.perf_counter() - t0
+    print(f"wrote {path}: {samples / rate:g} s at {rate} Hz, seed {args.seed}, vocoder {name!r} "
+          f"(quality {args.quality}), peak {peak:.3f}, rendered in {wall:.1f} s "
+          f"({args.seconds / wall:.0f}x real time)")
+    if args.png:
+        import numpy as np
+
+        spectrogram_png(args.png, np.concatenate(kept), bundle.mel,
                         title=f"melsynth render: bundle {bundle.name}, seed {args.seed}")
         print(f"wrote {args.png}")
     return 0
 
 
 # --------------------------------------------------------------------------- play
+# below the ring's length (SynthConfig.ring_seconds, 0.5 s)
+MAX_LEAD_MS = 400.0
+
+
+def blocksize_type():
+    """``--blocksize``: 0 (the device's own) up to 8192 frames."""
+    return int_range(0, 8192)
+
+
 def add_lead_argument(parser: argparse.ArgumentParser) -> None:
     """``--lead-ms`` (``melsynth play`` and ``melsynth app``): ``SynthConfig.target_ms``."""
-    parser.add_argument("--lead-ms", type=float, default=0.0,
+    parser.add_argument("--lead-ms", type=finite_float(0, MAX_LEAD_MS), default=0.0,
                         help="deliver sound at least this long before the device would run short (0: as "
                              "late as this machine has lately allowed); more costs as much knob latency "
                              "and spares a machine that stalls for milliseconds its clicks")
@@ -162,38 +198,45 @@ def run_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- arguments
 def register_render(sub) -> None:
     p = sub.add_parser("render", help="music from noise: a seeded latent walk through prior and vocoder to a file")
-    p.add_argument("--seconds", type=float, default=10.0, help="length of the render in seconds")
-    p.add_argument("--seed", type=int, default=0, help="seed of the latent point and of its walk")
-    p.add_argument("--out", required=True, help="output audio file (.wav or .flac)")
-    p.add_argument("--png", default=None, help="also write a log-mel spectrogram PNG here")
+    p.add_argument("--seconds", type=finite_float(0, MAX_RENDER_SECONDS, lo_open=True), default=10.0,
+                   help=f"length of the render in seconds (at most {MAX_RENDER_SECONDS:g}: 6 hours; "
+                        "memory stays flat at any length)")
+    p.add_argument("--seed", type=seed(), default=0, help="seed of the latent point and of its walk")
+    p.add_argument("--out", required=True, help="output audio file: .wav (32-bit float) or .flac (16-bit)")
+    p.add_argument("--png", default=None,
+                   help=f"also write a log-mel spectrogram PNG here (renders of at most {MAX_PNG_SECONDS:g} s)")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
-    p.add_argument("--vocoder", default=None, help=VOCODER_HELP)
-    p.add_argument("--walk-speed", type=float, default=WALK_SPEED,
+    p.add_argument("--vocoder", default=None, help=vocoder_help())
+    p.add_argument("--walk-speed", type=finite_float(0, 1), default=WALK_SPEED,
                    help="how fast the latent point wanders (0 = still, 1 = a new point every latent step)")
-    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD, help=WALK_SPREAD_HELP)
+    p.add_argument("--walk-spread", type=finite_float(0, Z_LIMIT), default=WALK_SPREAD, help=WALK_SPREAD_HELP)
+    add_quality_argument(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
     p.set_defaults(func=run_render)
 
 
 def register_play(sub) -> None:
     p = sub.add_parser("play", help="headless performance of a latent walk through the audio device")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--seconds", type=finite_float(0, MAX_PLAY_SECONDS, lo_open=True), default=None,
+                   help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--device", default=None, help="output device name (substring) or index (default: system default)")
     p.add_argument("--hostapi", default=None, help="restrict the device search to a host API, e.g. JACK")
-    p.add_argument("--blocksize", type=int, default=0, help="device block size (0: the device's own)")
+    p.add_argument("--blocksize", type=blocksize_type(), default=0, help="device block size (0: the device's own)")
     add_lead_argument(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
-    p.add_argument("--vocoder", default=None, help=VOCODER_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of the latent point and of its walk")
-    p.add_argument("--walk-speed", type=float, default=WALK_SPEED, help="latent walk speed (0..1)")
-    p.add_argument("--walk-spread", type=float, default=WALK_SPREAD, help=WALK_SPREAD_HELP)
+    p.add_argument("--vocoder", default=None, help=vocoder_help())
+    p.add_argument("--seed", type=seed(), default=0, help="seed of the latent point and of its walk")
+    p.add_argument("--walk-speed", type=finite_float(0, 1), default=WALK_SPEED, help="latent walk speed (0..1)")
+    p.add_argument("--walk-spread", type=finite_float(0, Z_LIMIT), default=WALK_SPREAD, help=WALK_SPREAD_HELP)
     p.set_defaults(func=run_play)
 
 
 def register_bench(sub) -> None:
     p = sub.add_parser("bench", help="engine throughput, knob-to-sound latency, CPU use and soak underruns")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--soak", type=float, default=0.0, help="also play this many seconds and count underruns")
+    p.add_argument("--soak", type=finite_float(0, MAX_PLAY_SECONDS), default=0.0,
+                   help="also play this many seconds and count underruns")
     p.add_argument("--hog", action="store_true", help="run a busy process on the other core during the soak")
     p.add_argument("--gil-load", action="store_true",
                    help="during the soak, hold Python's GIL for 10 ms of every 40 ms (as a busy GUI thread does)")
@@ -202,10 +245,11 @@ def register_bench(sub) -> None:
     p.add_argument("--device", default=None,
                    help="soak on this output device (name or index); default: a real-time fake 48 kHz device")
     p.add_argument("--hostapi", default=None, help="soak on this host API's device, e.g. JACK")
-    p.add_argument("--moves", type=int, default=200, help="random knob moves for the latency figure")
-    p.add_argument("--stage-seconds", type=float, default=10.0, help="audio seconds per throughput figure")
-    p.add_argument("--frames-per-step", type=int, default=1,
+    p.add_argument("--moves", type=int_range(1, 100_000), default=200, help="random knob moves for the latency figure")
+    p.add_argument("--stage-seconds", type=finite_float(0, 3600, lo_open=True), default=10.0,
+                   help="audio seconds per throughput figure")
+    p.add_argument("--frames-per-step", type=int_range(1, 64), default=1,
                    help="mel frames per producer step: more is faster, and every frame adds ~23 ms of latency")
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
-    p.add_argument("--vocoder", default=None, help=VOCODER_HELP)
+    p.add_argument("--vocoder", default=None, help=vocoder_help())
     p.set_defaults(func=run_bench)

@@ -33,8 +33,9 @@ from types import FunctionType
 
 import numpy as np
 
+from melsynth.engine import kernels
 from melsynth.engine.device import ringbuffer
-from melsynth.engine.device.ringbuffer import STATE_SIZE, RingBuffer, read_block
+from melsynth.engine.device.ringbuffer import STATE_SIZE, RingBuffer, plain_python, plain_read_block, read_block
 
 try:
     import numba
@@ -98,6 +99,8 @@ def _cache_key_named(fn: FunctionType) -> FunctionType:
 
 fill_block = (numba.njit(cache=True, nogil=True)(_cache_key_named(_fill_block)) if numba is not None
               else _fill_block)
+# the Python callback's body while numba's kernels are left for later (engine.kernels)
+plain_fill_block = plain_python(_fill_block, read_block=plain_read_block)
 
 
 def control_block(state: np.ndarray, data: np.ndarray, channels: int, counters: np.ndarray,
@@ -120,8 +123,11 @@ _native = None
 
 def native_callback():
     """The compiled ``PaStreamCallback`` (a numba ``cfunc``), or None where numba is missing or
-    fails. Compiled once per process (cached on disk), never while audio runs."""
+    fails, or while kernels are deferred (``engine.kernels``). Compiled once per process (cached
+    on disk), never while audio runs."""
     global _native
+    if _native is None and kernels.deferred():
+        return None
     if _native is None:
         _native = _compile() if numba is not None else False
     return _native or None
@@ -135,8 +141,20 @@ def prepare_kernels():
     native callback with an unsigned long: two compiled versions. Left to the first callback,
     the second one compiled there, for seconds, with the GIL held (seen: 146 underruns in a
     latency bench after a source change had emptied the cache).
+
+    While kernels are deferred (``engine.kernels``) it compiles nothing and returns None.
     """
-    compiled = native_callback()
+    if kernels.deferred():
+        return None
+    return compile_kernels()
+
+
+def compile_kernels():
+    """``prepare_kernels()`` whether or not kernels are deferred (``engine.stream.warmup``)."""
+    global _native
+    if _native is None:
+        _native = _compile() if numba is not None else False
+    compiled = _native or None
     ring = RingBuffer(4)
     ring.write(np.zeros(1, np.float32))
     ring.read_into(np.zeros(1, np.float32))

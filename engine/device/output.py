@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from melsynth.engine import kernels
 from melsynth.engine.device.callback import (CALLBACKS, CAPTURED, COUNTERS, MAX_FRAMES, STATUS_FLAGS, control_block,
-                                            fill_block, native_callback)
+                                            fill_block, native_callback, plain_fill_block)
 from melsynth.engine.device.priority import raise_thread_priority
 from melsynth.engine.device.ringbuffer import RingBuffer, counter
 
@@ -153,6 +154,8 @@ class OutputBase:
         # preallocated capture of what was handed to the device (tests); 0 samples: none
         self._capture = np.zeros(capture_samples, dtype=np.float32)
         self.capture = self._capture if capture_samples else None
+        # plain Python until use_kernels() where numba's kernels are left for later (engine.kernels)
+        self._fill_block = plain_fill_block if kernels.deferred() else fill_block
 
     callbacks = counter("counters", CALLBACKS, "Callbacks so far.")
     max_frames = counter("counters", MAX_FRAMES, "The largest block the device asked for so far.")
@@ -163,7 +166,12 @@ class OutputBase:
     def _fill(self, out: np.ndarray, status: int = 0) -> None:
         """The callback's body: ``out`` is ``(frames, channels)`` float32."""
         ring = self.ring
-        fill_block(ring.state, ring.data, out, self.counters, self._capture, status)
+        self._fill_block(ring.state, ring.data, out, self.counters, self._capture, status)
+
+    def use_kernels(self) -> None:
+        """The compiled callback body from the next callback on (a native callback takes the
+        next stream this output opens)."""
+        self._fill_block = fill_block
 
     @property
     def active(self) -> bool:

@@ -17,3 +17,21 @@ def raise_thread_priority(nice: int = -10) -> bool:
         return True
     except (OSError, AttributeError):
         return False
+
+
+def single_threaded_blas() -> bool:
+    """Limit this process's BLAS (OpenBLAS, MKL, ...) to one thread; returns whether it could.
+
+    The engine's matrix products are small and run in the producer's time budget: extra BLAS
+    threads only spin beside it, and on a busy machine they contend for the cores (the mel
+    pseudo-inverse's SVD took about 2 s of the app's start on two busy cores, 35 ms on one
+    thread).
+    """
+    import numpy  # noqa: F401 - loads the BLAS library, which threadpoolctl finds among those loaded
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
+        return False
+    threadpool_limits(1, user_api="blas")
+    return True

@@ -45,7 +45,11 @@ position: the producer reaches those slots only after writing a whole capacity m
 """
 from __future__ import annotations
 
+from types import FunctionType
+
 import numpy as np
+
+from melsynth.engine import kernels
 
 try:
     import numba
@@ -207,6 +211,24 @@ def _read_block(state: np.ndarray, data: np.ndarray, out: np.ndarray) -> int:
     return n
 
 
+def plain_python(fn, **calls):
+    """``fn`` run as Python, its calls to other kernels (``calls``: name -> function) and the
+    fences (no-ops: the GIL orders a Python side) bound to plain Python too: the ring's path
+    while numba's kernels are not compiled yet (``engine.kernels``)."""
+    scope = dict(fn.__globals__, _acquire=_no_fence, _release=_no_fence, **calls)
+    return FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _no_fence() -> None:
+    pass
+
+
+_plain_fall = plain_python(_fall)
+_plain_clip = plain_python(_clip)
+_plain_continued = plain_python(_continued)
+plain_read_block = plain_python(_read_block, _fall=_plain_fall, _clip=_plain_clip, _continued=_plain_continued)
+plain_write_block = plain_python(_write_block)
+
 if numba is not None:
     _fall = numba.njit(cache=True, nogil=True)(_fall)
     _continued = numba.njit(cache=True, nogil=True)(_continued)
@@ -239,6 +261,9 @@ class RingBuffer:
         if capacity <= 0:
             raise ValueError(f"ring capacity must be positive, got {capacity}")
         self.capacity = int(capacity)
+        # plain Python until use_kernels() where numba's kernels are left for later (engine.kernels)
+        self._write_block, self._read_block = ((plain_write_block, plain_read_block) if kernels.deferred()
+                                               else (write_block, read_block))
         self.data = np.zeros(self.capacity, dtype=np.float32)
         self.state = np.zeros(STATE_SIZE, dtype=np.int64)
         self.reset(fade_samples)
@@ -263,7 +288,11 @@ class RingBuffer:
     # ------------------------------------------------------------------ producer
     def write(self, samples: np.ndarray) -> int:
         """Copy as many of ``samples`` as fit; returns how many were written."""
-        return int(write_block(self.state, self.data, np.asarray(samples, dtype=np.float32)))
+        return int(self._write_block(self.state, self.data, np.asarray(samples, dtype=np.float32)))
+
+    def use_kernels(self) -> None:
+        """The compiled reader and writer from the next call on (both sides keep the same state)."""
+        self._write_block, self._read_block = write_block, read_block
 
     def underrun_seconds(self, rate: int) -> dict[str, float | None]:
         """``{"first": s, "last": s}``: where the first and the latest underrun came, in seconds of
@@ -303,4 +332,4 @@ class RingBuffer:
 
         Returns the number of real samples copied. No allocation, no locks.
         """
-        return int(read_block(self.state, self.data, out))
+        return int(self._read_block(self.state, self.data, out))

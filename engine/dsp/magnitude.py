@@ -28,6 +28,7 @@ import logging
 
 import numpy as np
 
+from melsynth.engine import kernels
 from melsynth.engine.dsp.features import MelSpec, mel_filterbank, mel_pseudo_inverse
 
 # Floor of the starting point: a multiplicative update cannot move a bin away from 0.
@@ -36,13 +37,38 @@ _TINY = 1e-20
 log = logging.getLogger(__name__)
 
 
+class CsrMatrix:
+    """A float32 matrix in CSR form (``indptr``, ``indices``, ``data``: scipy.sparse's layout,
+    int32 indices) whose ``@ x`` sums each row in index order in float32, as scipy's csr_matvec
+    does, so its bits are scipy's: each row's products padded with zeros to the longest row and
+    summed by ``np.cumsum`` (sequential). Importing scipy.sparse costs the app's start about
+    half a second; this numpy path only runs until the numba kernel is there.
+    """
+
+    def __init__(self, dense: np.ndarray):
+        dense = np.asarray(dense, dtype=np.float32)
+        rows, cols = np.nonzero(dense)
+        counts = np.bincount(rows, minlength=dense.shape[0])
+        self.shape = dense.shape
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        self.indices = cols.astype(np.int32)
+        self.data = dense[rows, cols]
+        slot = np.arange(cols.size) - self.indptr[rows]
+        width = max(1, int(counts.max(initial=0)))
+        self._cols = np.zeros((dense.shape[0], width), dtype=np.intp)
+        self._vals = np.zeros((dense.shape[0], width), dtype=np.float32)
+        self._cols[rows, slot] = cols
+        self._vals[rows, slot] = self.data
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        return np.cumsum(self._vals * x[self._cols], axis=1)[:, -1]
+
+
 @functools.lru_cache(maxsize=8)
 def _sparse_operators(spec: MelSpec):
     """``M^T`` ``(n_freqs, n_mels)`` and ``M^T M`` ``(n_freqs, n_freqs)`` (banded) as CSR."""
-    import scipy.sparse
-
     basis = mel_filterbank(spec)
-    return scipy.sparse.csr_matrix(basis.T), scipy.sparse.csr_matrix(basis.T @ basis)
+    return CsrMatrix(basis.T), CsrMatrix(basis.T @ basis)
 
 
 def _csr_matvec(indptr, indices, data, x, out):
@@ -98,7 +124,14 @@ class MelMagnitude:
         self.basis_t, self.gram = _sparse_operators(spec)
         self._target = np.zeros(spec.n_freqs, np.float32)
         self._rebuilt = np.zeros(spec.n_freqs, np.float32)
-        self.fast = bool(fast) and _kernel_matches(spec, iterations)
+        self._fast = bool(fast)
+        self.fast = False
+        if not kernels.deferred():
+            self.use_kernels()
+
+    def use_kernels(self) -> None:
+        """The numba kernel from the next frame on, where it gives this numpy path's bits."""
+        self.fast = self._fast and _kernel_matches(self.spec, self.iterations)
 
     def frame(self, log_mel_frame: np.ndarray) -> np.ndarray:
         """``(n_mels,) -> (n_freqs,)``."""

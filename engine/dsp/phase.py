@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from melsynth.engine import kernels
 from melsynth.engine.dsp.features import MelSpec, analysis_window
 from melsynth.engine.dsp.istft import latency_frames
 
@@ -82,11 +83,18 @@ class _RealFFT:
     size); ``np.fft`` otherwise.
     """
 
-    def __init__(self, n_fft: int, rows: int):
+    def __init__(self, n_fft: int, rows: int, use_scipy: bool = True):
         self.n_fft = n_fft
         self._wide = np.zeros((rows, n_fft // 2 + 1), np.complex128)
         self._axes = [-1]
-        self._scipy = _scipy_fft() if _scipy_matches_numpy(n_fft) else None
+        self._scipy = None
+        if use_scipy:
+            self.use_scipy()
+
+    def use_scipy(self) -> None:
+        """scipy's pocketfft from the next transform on, where it gives np.fft's bits (importing
+        scipy.fft costs a start a few tenths of a second: the app leaves it for later)."""
+        self._scipy = _scipy_fft() if _scipy_matches_numpy(self.n_fft) else None
 
     def irfft(self, spectra: np.ndarray, out: np.ndarray) -> np.ndarray:
         if self._scipy is None:
@@ -221,9 +229,21 @@ class StreamingPhase:
         # whole SIMD groups of rows for the batched FFTs (rows past the active frames hold
         # finite leftovers, transformed and ignored)
         self._fft_rows = _simd_rows(self.n_active_max)
-        self._fft = _RealFFT(self.n_fft, self._fft_rows)
-        self._kernels, self._abs_fused = _verified_kernels(spec) if fast else (None, False)
+        self._fast = fast
+        self._fft = _RealFFT(self.n_fft, self._fft_rows, use_scipy=not kernels.deferred())
+        self._kernels, self._abs_fused = None, False
+        if not kernels.deferred():
+            self.use_kernels()
         self.reset()
+
+    def use_kernels(self) -> None:
+        """scipy's FFTs and the numba kernels from the next frame on, where they give the numpy
+        path's bits, so a stream switched between two frames goes on as if it had used them
+        from the start. The first call in a process compiles (``engine.stream.warmup`` makes
+        that call off the producer's thread)."""
+        self._fft.use_scipy()
+        if self._fast and self._kernels is None:
+            self._kernels, self._abs_fused = _verified_kernels(self.spec)
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:

@@ -20,9 +20,12 @@ Stages, in order, all stateful across chunks so streaming equals one long call::
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+
+from melsynth.engine import kernels
 
 INPUT_CLAMP = 1e4  # beyond this a sample is garbage anyway; keeps float math finite
 _DC_BLOCK = 256  # samples per product of the DC blocker's numpy path (a 512 KiB matrix)
@@ -188,6 +191,21 @@ except ImportError:  # pragma: no cover
     _safety_jit = None
 
 
+@functools.lru_cache(maxsize=None)
+def _kernel_works() -> bool:
+    """Whether the numba pass compiles (or loads from numba's cache) here: once per process,
+    in whichever thread asks first (``engine.stream.warmup``), never in the producer's first step."""
+    if _safety_jit is None:
+        return False
+    try:
+        x = np.zeros(1, dtype=np.float32)
+        _safety_jit(x, np.empty(1, np.float32), np.zeros(32), np.array([0.0, 1.0, 1.0, 1.0]), 1.0, 0.99, 0.9,
+                    0.1, 32, INPUT_CLAMP)
+        return True
+    except Exception:  # noqa: BLE001 - numba that cannot compile here: numpy it is
+        return False
+
+
 class SafetyStage:
     """The whole safety chain for one stream: ``(samples,) float -> (samples,) float32 in [-1, 1]``.
 
@@ -203,15 +221,18 @@ class SafetyStage:
         self.limiter = Limiter(sample_rate, threshold, release_ms)
         self._gain = 1.0
         self.nonfinite_samples = 0
-        self._kernel = _safety_jit if fast else None
+        self._fast = bool(fast)
+        self._kernel = None
         self._scratch = np.zeros(self.limiter.block, dtype=np.float64)
         self._state = np.zeros(4, dtype=np.float64)
-        if self._kernel is not None:
-            try:  # compile (or load from cache) now, never in the producer's first step
-                self._run_kernel(np.zeros(1, dtype=np.float32), 1.0)
-            except Exception:  # noqa: BLE001 - numba that cannot compile here: numpy it is
-                self._kernel = None
-            self.reset()
+        if not kernels.deferred():
+            self.use_kernels()
+
+    def use_kernels(self) -> None:
+        """The numba pass from the next chunk on, where it works (the state carries over: it is
+        the numpy stages' own)."""
+        if self._fast and self._kernel is None and _kernel_works():
+            self._kernel = _safety_jit
 
     def reset(self) -> None:
         self.dc.reset()

@@ -242,6 +242,31 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def phase_points(bundle, points: Sequence[str]) -> dict[str, Any]:
+    """The bundle's classical vocoder at each ``ITERATIONS/LOOKAHEAD`` point, named by it
+    (``"classical 12/3"``): the phase quality curve's vocoders."""
+    import dataclasses
+
+    from melsynth.engine.dsp.quality import parse_phase_point
+    from melsynth.engine.errors import MelsynthError
+    from melsynth.engine.runtime.vocoder import ClassicalVocoder, load_vocoder
+
+    base = next((n for n, v in bundle.vocoders.items() if v.kind == "classical"), None)
+    if base is None:
+        raise MelsynthError(f"{bundle.root}: --phase needs a classical vocoder, and the bundle has none")
+    voc = load_vocoder(bundle, base)
+    out = {}
+    for text in points:
+        try:
+            iterations, lookahead = parse_phase_point(text)
+        except ValueError as exc:
+            raise MelsynthError(f"--phase: {exc}") from exc
+        config = dataclasses.replace(voc.config, iterations=iterations, lookahead=lookahead)
+        name = f"{base} {iterations}/{lookahead}"
+        out[name] = ClassicalVocoder(bundle.mel, config, voc.magnitude_iterations, name=name)
+    return out
+
+
 def run_eval_vocoder(args: argparse.Namespace) -> int:
     from melsynth.engine.errors import MelsynthError
     from melsynth.engine.runtime.bundle import default_bundle_path, load_bundle
@@ -264,13 +289,14 @@ def run_eval_vocoder(args: argparse.Namespace) -> int:
     source["clip_seconds_max"] = seconds
     for name in args.vocoder or ():
         bundle.vocoder(name)  # unknown name -> BundleError listing the available ones
+    vocoders = phase_points(bundle, args.phase) if args.phase else None
 
     def progress(c: ClipScores) -> None:
         parts = ", ".join(f"{n} {v['mr_stft_ratio']:.3f}" for n, v in c.vocoders.items())
         print(f"  {c.name} ({c.seconds:.1f} s): MR-STFT / GL: {parts}", flush=True)
 
     report = evaluate(bundle, clips, args.vocoder, args.plots, args.gl_iterations, speed=not args.no_speed,
-                      progress=progress)
+                      progress=progress, vocoders=vocoders)
     report["source"] = source
     print(format_table(report))
     if args.json:
@@ -298,6 +324,9 @@ def register_eval(group_sub) -> None:
                    help="score at most this many seconds of each clip (0: whole clips)")
     p.add_argument("--vocoder", nargs="+", default=None, metavar="NAME",
                    help="vocoders to score by their bundle.json name; when absent, all")
+    p.add_argument("--phase", nargs="+", default=None, metavar="ITER/LOOKAHEAD",
+                   help="instead of the bundle's vocoders, score its classical vocoder at these phase "
+                        "settings, e.g. 6/2 12/3 16/3 (the phase quality curve of docs/quality.md)")
     p.add_argument("--gl-iterations", type=int, default=GRIFFIN_LIM_ITERATIONS,
                    help="Griffin-Lim iterations of the reference (the ratios' denominator)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report (per clip too) here")

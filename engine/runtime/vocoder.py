@@ -93,6 +93,9 @@ class Vocoder:
             raise FeatureError(f"vocoder {self.name!r}: mel contains NaN or infinite values")
         return log_mel.astype(np.float32, copy=False)
 
+    def use_kernels(self) -> None:
+        """Switch to the numba kernels left for later (``engine.kernels``), between two pushes."""
+
     def offline(self, log_mel: np.ndarray) -> np.ndarray:
         """``(n_mels, F)`` log10 mel -> ``(F * hop,)`` float32; leaves the stream untouched."""
         return safe_audio(self._offline(self._check(log_mel)))
@@ -148,6 +151,10 @@ class ClassicalVocoder(Vocoder):
         self.magnitude = MelMagnitude(spec, magnitude_iterations)
         self.phase = StreamingPhase(spec, config)
         self.latency_samples = self.phase.latency_samples
+
+    def use_kernels(self) -> None:
+        self.magnitude.use_kernels()
+        self.phase.use_kernels()
 
     def _push(self, log_mel):
         return self.phase.push(self.magnitude(log_mel))
@@ -315,6 +322,10 @@ class AmplitudePhaseVocoder(_OnnxVocoder):
         stream = _GraphStream(vspec.streaming, spec, ("real", "imag"), fixed_step=bool(self.refine), session=session)
         self._init_stream(stream, self.inverse.latency_samples)
 
+    def use_kernels(self) -> None:
+        if isinstance(self.inverse, StreamingPhase):
+            self.inverse.use_kernels()
+
     def _to_audio(self, inverse, real: np.ndarray, imag: np.ndarray) -> np.ndarray:
         real = np.asarray(real[0], dtype=np.float64)
         imag = np.asarray(imag[0], dtype=np.float64)
@@ -384,16 +395,22 @@ def classical_config(params: dict[str, Any]) -> tuple[PhaseConfig, int]:
     return PhaseConfig.from_dict(params), magnitude_iterations
 
 
-def load_vocoder(bundle: ModelBundle, name: str | None = None) -> Vocoder:
-    """The vocoder ``name`` (default: the bundle's default) of ``bundle``, ready to stream."""
+def load_vocoder(bundle: ModelBundle, name: str | None = None, quality: str | None = None) -> Vocoder:
+    """The vocoder ``name`` (default: the bundle's default) of ``bundle``, ready to stream.
+
+    ``quality`` (``engine.dsp.quality``: "realtime", "high", "max"; None = the bundle's own
+    settings) sets a classical vocoder's phase iterations and look-ahead; other kinds ignore it.
+    """
     vspec = bundle.vocoder(name)
     where = f"vocoders.{vspec.name}"
     if vspec.kind == "classical":
+        from melsynth.engine.dsp.quality import with_quality
+
         try:
             config, magnitude_iterations = classical_config(vspec.params)
         except (ValueError, TypeError) as exc:
             raise BundleError(bundle.json_path, f"{where}.params", str(exc)) from exc
-        return ClassicalVocoder(bundle.mel, config, magnitude_iterations, name=vspec.name)
+        return ClassicalVocoder(bundle.mel, with_quality(config, quality), magnitude_iterations, name=vspec.name)
     if vspec.streaming is None:
         raise BundleError(bundle.json_path, where, f"kind {vspec.kind!r} needs a streaming graph")
     if vspec.kind == "amplitude_phase":

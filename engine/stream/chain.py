@@ -15,8 +15,9 @@ from melsynth.engine.stream.sources import LatentSource, SilentSource
 ModelLoader = Callable[[ModelBundle, str], tuple]  # (bundle, vocoder name) -> (prior | None, vocoder)
 
 
-def load_models(bundle: ModelBundle, vocoder: str) -> tuple:
-    """The real loader: ``(Prior | None, Vocoder)`` from a bundle (engine.runtime.prior / engine.runtime.vocoder)."""
+def load_models(bundle: ModelBundle, vocoder: str, quality: str | None = None) -> tuple:
+    """The real loader: ``(Prior | None, Vocoder)`` from a bundle (engine.runtime.prior / engine.runtime.vocoder);
+    ``quality``: the classical vocoder's phase quality (``engine.dsp.quality``; None = the bundle's)."""
     from melsynth.engine.runtime.vocoder import load_vocoder
 
     prior = None
@@ -24,7 +25,7 @@ def load_models(bundle: ModelBundle, vocoder: str) -> tuple:
         from melsynth.engine.runtime.prior import load_prior
 
         prior = load_prior(bundle)
-    return prior, load_vocoder(bundle, vocoder)
+    return prior, load_vocoder(bundle, vocoder, quality)
 
 
 class Chain:
@@ -63,6 +64,12 @@ class Chain:
         if self.prior is not None:
             self.prior.step(np.zeros(self.prior.latent_size, dtype=np.float32))
             self.prior.reset()
+
+    def use_kernels(self) -> None:
+        """The vocoder's numba kernels from its next push (``engine.kernels``)."""
+        use = getattr(self.vocoder, "use_kernels", None)  # test fakes have none
+        if use is not None:
+            use()
 
     @property
     def directions(self) -> tuple:

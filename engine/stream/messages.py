@@ -46,6 +46,11 @@ class SwapChain:
     loaded: Any = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class UseKernels:
+    """Switch the vocoder and the safety stage to their numba kernels (``engine.kernels``)."""
+
+
 def frozen_copy(a: np.ndarray) -> np.ndarray:
     """A read-only float32 copy: what a command carries, safe from the sender's later writes."""
     a = np.array(a, dtype=np.float32, copy=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from melsynth.engine import kernels
 from melsynth.engine.dsp.features import MelSpec
 from melsynth.engine.dsp.resample import StreamResampler
 from melsynth.engine.dsp.safety import SafetyStage
@@ -14,7 +15,7 @@ from melsynth.engine.runtime.bundle import BundleError, ModelBundle, default_bun
 from melsynth.engine.stream.chain import Chain, ModelLoader, load_models
 from melsynth.engine.stream.config import SynthConfig
 from melsynth.engine.stream.controls import Controls
-from melsynth.engine.stream.messages import EditCanvas, SetCanvas, SetControls, SetFile, SwapChain
+from melsynth.engine.stream.messages import EditCanvas, SetCanvas, SetControls, SetFile, SwapChain, UseKernels
 from melsynth.engine.stream.sources import CanvasSource, FileSource
 from melsynth.engine.stream.tap import MelTap
 
@@ -86,6 +87,8 @@ class Pipeline:
             self.file.path = cmd.path
         elif isinstance(cmd, SwapChain):
             self._swap(cmd)
+        elif isinstance(cmd, UseKernels):
+            self.use_kernels()
         else:
             raise TypeError(f"unknown synth command {cmd!r}")
 
@@ -104,11 +107,20 @@ class Pipeline:
             self._prev_source = self.source
             self.source = controls.source
 
+    def use_kernels(self) -> None:
+        """The numba kernels from the next step on (``engine.kernels``)."""
+        for chain in (self.chain, self.old_chain):
+            if chain is not None:
+                chain.use_kernels()
+        self.safety.use_kernels()
+
     def _swap(self, cmd: SwapChain) -> None:
         chain = cmd.loaded
         if chain is None or chain.used:  # replay, or a command applied twice: build afresh
             chain = Chain.build(cmd.bundle, cmd.vocoder, self.controls, self.config, self.loader)
         chain.used = True
+        if not kernels.deferred():  # built while deferred, swapped in after the kernels came
+            chain.use_kernels()
         chain.latent.set_controls(self.controls)
         if chain.bundle.mel != self.spec:
             raise BundleError(chain.bundle.json_path, "mel",

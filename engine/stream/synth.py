@@ -106,7 +106,8 @@ from melsynth.engine.runtime.bundle import BundleError, ModelBundle
 from melsynth.engine.stream.chain import Chain, ModelLoader, load_models
 from melsynth.engine.stream.config import SynthConfig
 from melsynth.engine.stream.controls import Controls
-from melsynth.engine.stream.messages import EditCanvas, SetCanvas, SetControls, SetFile, SwapChain, frozen_copy
+from melsynth.engine.stream.messages import (EditCanvas, SetCanvas, SetControls, SetFile, SwapChain, UseKernels,
+                                              frozen_copy)
 from melsynth.engine.stream.pipeline import Pipeline, as_bundle, render_offline
 from melsynth.engine.stream.schedule import DeviceClock, RecentMax, RecentQuantile
 from melsynth.engine.stream.sources import file_log_mel
@@ -343,6 +344,16 @@ class Synth:
         or not. ValueError (the config's) for a lead the ring cannot hold."""
         # the producer reads self.config at each look at the ring: one reference, swapped whole
         self.config = replace(self.config, target_ms=float(ms))
+
+    def use_kernels(self) -> None:
+        """From numpy paths to the numba kernels (``engine.kernels``), once they are compiled
+        (``engine.stream.warmup``): the ring and the device callback at their next call, the
+        vocoder and the safety stage between two steps. The sound goes on unchanged."""
+        self.ring.use_kernels()
+        out = self._output
+        if out is not None:
+            out.use_kernels()
+        self._submit(UseKernels())
 
     def add_listener(self, fn: Callable[[np.ndarray, int], None]) -> None:
         self._listeners = self._listeners + (fn,)

@@ -66,9 +66,11 @@ def test_play_without_a_device_reports_why(tiny):
 
 @pytest.mark.parametrize("lead", ["-1", "nan", "900"])
 def test_play_rejects_a_lead_it_cannot_keep(tiny, capsys, lead):
-    assert main(["play", "--seconds", "1", "--lead-ms", lead, "--bundle", str(tiny)]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["play", "--seconds", "1", f"--lead-ms={lead}", "--bundle", str(tiny)])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "--lead-ms" in err and "target_ms" in err
+    assert "--lead-ms" in err and lead in err and "<= 400" in err and err.count("\n") == 1
 
 
 def test_bench_json_has_every_figure(tiny, capsys):
@@ -95,8 +97,10 @@ def test_bench_takes_the_step_size_and_refuses_a_bad_one(tiny, capsys):
     args = ["bench", "--json", "--moves", "5", "--stage-seconds", "0.5", "--bundle", str(tiny)]
     assert main(args + ["--frames-per-step", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["frames_per_step"] == 3
-    assert main(args + ["--frames-per-step", "0"]) == 2
-    assert "--frames-per-step" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(args + ["--frames-per-step", "0"])
+    assert exit_.value.code == 2
+    assert "--frames-per-step: 0 is out of range (must be >= 1" in capsys.readouterr().err
 
 
 def test_bench_refuses_a_python_callback_without_a_real_device(tiny, capsys):
