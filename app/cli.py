@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from melsynth.engine import add_lead_argument, lead_config
+from melsynth.engine import add_lead_argument, finite_float, int_range, lead_config
 
 
 def process_start_monotonic() -> float:
@@ -39,7 +39,8 @@ def register_app(sub) -> None:
                    help="model bundle folder; None means $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--device", default=None, help="audio output device (name substring or index); "
                    "None means the system default")
-    p.add_argument("--blocksize", type=int, default=256, help="audio block size in frames (0 = device's)")
+    p.add_argument("--blocksize", type=int_range(0, 8192), default=256,
+                   help="audio block size in frames (0 = device's)")
     add_lead_argument(p)
     p.add_argument("--midi-port", default=None,
                    help="connect from this MIDI output port (name substring); None means melsynth's own "
@@ -48,14 +49,27 @@ def register_app(sub) -> None:
     p.add_argument("--no-play", action="store_true", help="open without starting sound")
     p.add_argument("--screenshot", default=None, metavar="PNG",
                    help="save a PNG of the window shortly before --quit-after (needs --quit-after)")
-    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--quit-after", type=finite_float(0, 86400, lo_open=True), default=None, metavar="SECONDS",
                    help="close the window and exit after this many seconds")
     p.set_defaults(func=run_app)
+
+
+def check_preset(path: str) -> None:
+    """``MelsynthError`` (one line, exit 2) unless ``path`` is a preset the window can load."""
+    from melsynth.app.presets import PresetError, load_preset
+    from melsynth.engine import MelsynthError
+
+    try:
+        load_preset(path)
+    except PresetError as exc:
+        raise MelsynthError(f"--preset: {exc}") from exc
 
 
 def run_app(args) -> int:
     from melsynth.engine import MelsynthError
 
+    if args.preset:
+        check_preset(args.preset)  # a bad preset ends here, before the window opens
     if args.screenshot and args.quit_after is None:
         raise MelsynthError("--screenshot needs --quit-after SECONDS")
     if args.quit_after is not None and not args.quit_after > 0:
