@@ -75,6 +75,11 @@ def run_app(args) -> int:
     if args.quit_after is not None and not args.quit_after > 0:
         raise MelsynthError(f"--quit-after must be positive, got {args.quit_after}")
     synth_config = lead_config(args.lead_ms)
+    from melsynth.app.xcb_libraries import xcb_problem
+
+    problem = xcb_problem()
+    if problem:  # Qt would abort the process with a message naming another library
+        raise MelsynthError(problem)
     t0 = process_start_monotonic()
     t_handler = time.monotonic()
     from melsynth.engine import single_threaded_blas
