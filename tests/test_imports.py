@@ -38,7 +38,7 @@ LAYERS = {
         ["melsynth.training"],
     ],
     "melsynth.app": [
-        ["melsynth.app.midi", "melsynth.app.recorder"],
+        ["melsynth.app.midi", "melsynth.app.recorder", "melsynth.app.xcb_libraries"],
         ["melsynth.app.presets"],
         ["melsynth.app.performance"],
         ["melsynth.app.widgets"],
