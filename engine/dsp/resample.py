@@ -21,11 +21,19 @@ class StreamResampler:
         self.in_rate = int(in_rate)
         self.out_rate = int(out_rate)
         self._soxr = None
+        self._open()
+
+    def _open(self) -> None:
         if self.in_rate != self.out_rate:
             import soxr
 
             self._soxr = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
                                              quality="HQ", vr=True)
+
+    def close(self) -> None:
+        """Free soxr's native state now (not at interpreter exit, where nanobind reports it as
+        leaked); a later ``process`` starts a fresh stream."""
+        self._soxr = None
 
     @property
     def delay_samples(self) -> float:
@@ -34,6 +42,8 @@ class StreamResampler:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         if self._soxr is None:
-            return x
+            if self.in_rate == self.out_rate:
+                return x
+            self._open()  # after close()
         y = self._soxr.resample_chunk(np.ascontiguousarray(x, dtype=np.float32))
         return np.clip(y, -1.0, 1.0, out=y)  # overshoot of a limited signal

@@ -620,7 +620,9 @@ class Synth:
         return self.play(device, blocksize, **kw)
 
     def close(self) -> None:
+        """Stop, and free native state (soxr) now rather than at interpreter exit; ``play`` still works."""
         self.stop()
+        self._pipeline.resampler.close()
 
     def __enter__(self) -> "Synth":
         return self
