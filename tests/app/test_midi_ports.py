@@ -182,3 +182,17 @@ def test_app_refuses_an_unknown_midi_port_listing_the_ports(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if "leaked" not in ln and "nanobind" not in ln and ln.strip()]
     assert len(lines) == 1 and "no-such-port-xyz" in lines[0] and "available:" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_app_without_a_midi_backend_says_so_and_runs(tmp_path):
+    if os.path.exists("/dev/snd/seq"):
+        pytest.skip("this machine has an ALSA sequencer")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               JACK_NO_START_SERVER="1", MELSYNTH_MIDI_APIS="alsa")
+    r = subprocess.run([sys.executable, "-m", "melsynth.cli", "app", "--midi-port", "keys", "--bundle",
+                        str(tmp_path / "no-bundle"), "--no-play", "--quit-after", "0.5"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    midi_line = next(ln for ln in r.stdout.splitlines() if ln.startswith("midi:"))
+    assert "no MIDI backend" in midi_line and "alsa" in midi_line
+    assert "Traceback" not in r.stderr

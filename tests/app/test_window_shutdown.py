@@ -30,6 +30,7 @@ PLAY_AND_CLOSE = textwrap.dedent("""
         app.processEvents()
         time.sleep(0.01)
     assert w.first_sound_s is not None, "no sound"
+    kept = w.synth  # held past the close, as the window's kernel warm-up holds it
     w.close()
     print("closed", flush=True)
 """)
