@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self.level = LevelMeter()
         self.canvas = CanvasView(self.spec, frames=int(round(4.0 * self.spec.frame_rate)))
         self.status = StatusPanel()
+        self._show_qualities()
 
         left = QWidget()
         left_lay = QVBoxLayout(left)
@@ -265,6 +266,7 @@ class MainWindow(QMainWindow):
         st.bundleBrowseRequested.connect(self._open_bundle_dialog)
         st.vocoderChosen.connect(self.set_vocoder)
         st.leadChosen.connect(self.set_lead_ms)
+        st.qualityChosen.connect(self.set_phase_quality)
         self.canvas.edited.connect(self.on_canvas_edited)
         self.canvas.loadRequested.connect(self._load_audio_dialog)
         self.canvas.grabRequested.connect(self.grab_live_into_canvas)
@@ -296,6 +298,8 @@ class MainWindow(QMainWindow):
             self._apply_bundle_shape()
             return
         self.bundle_error = None
+        if getattr(self, "phase_quality", None) not in (None, self.synth.phase_quality):
+            self.synth.set_phase_quality(self.phase_quality)  # the panel's choice, for this synth too
         self.spec = self.synth.bundle.mel
         self.status.set_lead(self.synth.config.target_ms)
         self._apply_bundle_shape()
@@ -397,6 +401,24 @@ class MainWindow(QMainWindow):
     def set_vocoder(self, name: str) -> None:
         if self.synth is not None and name and name != self.synth.vocoder_name:
             self.synth.set_vocoder(name)
+
+    def _show_qualities(self) -> None:
+        from melsynth.engine import LIVE_QUALITY, QUALITIES, describe_quality
+
+        self.phase_quality = getattr(self, "phase_quality", LIVE_QUALITY)
+        self.status.set_qualities({n: describe_quality(n) for n in QUALITIES}, self.phase_quality)
+
+    def set_phase_quality(self, quality: str) -> None:
+        """The classical vocoder's phase quality (Engine panel "phase"): the playing synth
+        crossfades to it now; a synth loaded later starts at it."""
+        self.phase_quality = quality
+        synth = self.synth
+        if synth is None or synth.phase_quality == quality:
+            return
+        synth.set_phase_quality(quality)
+        kind = synth.bundle.vocoders[synth.vocoder_name].kind
+        note = "" if kind == "classical" else f" (heard with a classical vocoder; {synth.vocoder_name} is {kind})"
+        self.show_message(f"phase quality {quality}{note}")
 
     def set_lead_ms(self, ms: float) -> None:
         """The engine's least lead (Engine panel "lead"); kept for a synth loaded later too."""

@@ -24,6 +24,7 @@ _PUBLIC = {
     "MelSpec": "dsp.features",
     "QUALITIES": "dsp.quality",
     "LIVE_QUALITY": "dsp.quality",
+    "describe_quality": "dsp.quality",
     "finite_float": "cli.args",
     "int_range": "cli.args",
     "FeatureError": "dsp.features",

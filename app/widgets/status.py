@@ -23,6 +23,7 @@ class StatusPanel(QGroupBox):
     bundleBrowseRequested = Signal()
     vocoderChosen = Signal(str)
     leadChosen = Signal(float)  # ms; 0 = adaptive
+    qualityChosen = Signal(str)  # phase quality preset (engine.dsp.quality)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Engine", parent)
@@ -78,6 +79,13 @@ class StatusPanel(QGroupBox):
         self.vocoder = QComboBox()
         self.vocoder.setToolTip("Vocoder of the bundle")
         form.addRow("vocoder", self.vocoder)
+        self.quality = QComboBox()
+        self.quality.setMinimumContentsLength(10)  # long descriptions never widen the panel
+        self.quality.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.quality.setToolTip("Phase quality of the classical vocoder: more Griffin-Lim iterations and "
+                                "look-ahead sound closer to the original, cost the CPU shown and add the "
+                                "look-ahead (23 ms a frame) to the latency. Switching crossfades.")
+        form.addRow("phase", self.quality)
 
         self.message = ElidedLabel("", lines=MESSAGE_LINES)  # a long error never pushes the panels below down
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -93,6 +101,7 @@ class StatusPanel(QGroupBox):
         self.browse.clicked.connect(self.bundleBrowseRequested)
         self.vocoder.activated.connect(lambda _i: self.vocoderChosen.emit(self.vocoder.currentText()))
         self.lead.activated.connect(lambda _i: self.leadChosen.emit(float(self.lead.currentData())))
+        self.quality.activated.connect(lambda _i: self.qualityChosen.emit(self.quality.currentData()))
 
     # choosers ---------------------------------------------------------------------
     def set_devices(self, names: list[str], current: str | None) -> None:
@@ -136,6 +145,15 @@ class StatusPanel(QGroupBox):
         if current in names:
             self.vocoder.setCurrentText(current)
         self.vocoder.blockSignals(False)
+
+    def set_qualities(self, descriptions: dict[str, str], current: str) -> None:
+        """The phase quality presets (name -> "name: what, CPU cost"), ``current`` chosen, without signals."""
+        self.quality.blockSignals(True)
+        self.quality.clear()
+        for name, text in descriptions.items():
+            self.quality.addItem(text, name)
+        self.quality.setCurrentIndex(max(0, self.quality.findData(current)))
+        self.quality.blockSignals(False)
 
     def set_lead(self, ms: float) -> None:
         """Show ``ms`` as the chosen lead (a value not in the list joins it)."""

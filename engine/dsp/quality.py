@@ -17,11 +17,30 @@ from melsynth.engine.dsp.phase import PhaseConfig
 # name -> (iterations, lookahead); None: the bundle's own settings
 QUALITIES: dict[str, tuple[int, int] | None] = {
     "realtime": None,
-    "high": (16, 3),
-    "max": (32, 4),
+    "high": (12, 8),
+    "max": (32, 8),
 }
 LIVE_QUALITY = "realtime"   # the synth and the app start here
 FILE_QUALITY = "high"       # render and resynth default to this
+# x real time of models/default's classical vocoder streaming one frame per push, one thread, at
+# each preset (docs/quality.md, with the command): what the app shows as each preset's CPU cost.
+MEASURED_X_REALTIME = {"realtime": 86.5, "high": 24.5, "max": 10.1}
+
+
+def cpu_cost_text(name: str) -> str:
+    """``"~4% of a core"``: the measured CPU share of the classical vocoder at preset ``name``."""
+    x = MEASURED_X_REALTIME.get(name)
+    if not x:
+        return "CPU cost not measured"
+    share = 100.0 / x
+    return f"~{share:.0f}% of a core" if share >= 1 else "<1% of a core"
+
+
+def describe_quality(name: str) -> str:
+    """``"high: 12 iterations, look-ahead 8, ~4% of a core"``, for a chooser."""
+    preset = QUALITIES[check_quality(name)]
+    what = "the bundle's own settings" if preset is None else f"{preset[0]} iterations, look-ahead {preset[1]}"
+    return f"{name}: {what}, {cpu_cost_text(name)}"
 
 
 def check_quality(name: str) -> str:

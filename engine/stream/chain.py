@@ -2,6 +2,7 @@
 with their streaming state; ``load_models`` builds them from a bundle."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -26,6 +27,14 @@ def load_models(bundle: ModelBundle, vocoder: str, quality: str | None = None) -
 
         prior = load_prior(bundle)
     return prior, load_vocoder(bundle, vocoder, quality)
+
+
+def quality_loader(loader: ModelLoader, quality: str | None) -> ModelLoader:
+    """``loader`` building classical vocoders at phase quality ``quality`` (``engine.dsp.quality``);
+    None or "realtime" (the bundle's own settings): ``loader`` itself, which need not take one."""
+    if quality is None or quality == "realtime":
+        return loader
+    return functools.partial(loader, quality=quality)
 
 
 class Chain:

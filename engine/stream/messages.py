@@ -44,6 +44,7 @@ class SwapChain:
     bundle: ModelBundle
     vocoder: str
     loaded: Any = field(default=None, compare=False, repr=False)
+    quality: str | None = None  # the classical phase quality of the new chain (engine.dsp.quality)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from melsynth.engine.dsp.features import MelSpec
 from melsynth.engine.dsp.resample import StreamResampler
 from melsynth.engine.dsp.safety import SafetyStage
 from melsynth.engine.runtime.bundle import BundleError, ModelBundle, default_bundle_path, load_bundle
-from melsynth.engine.stream.chain import Chain, ModelLoader, load_models
+from melsynth.engine.stream.chain import Chain, ModelLoader, load_models, quality_loader
 from melsynth.engine.stream.config import SynthConfig
 from melsynth.engine.stream.controls import Controls
 from melsynth.engine.stream.messages import EditCanvas, SetCanvas, SetControls, SetFile, SwapChain, UseKernels
@@ -117,7 +117,8 @@ class Pipeline:
     def _swap(self, cmd: SwapChain) -> None:
         chain = cmd.loaded
         if chain is None or chain.used:  # replay, or a command applied twice: build afresh
-            chain = Chain.build(cmd.bundle, cmd.vocoder, self.controls, self.config, self.loader)
+            chain = Chain.build(cmd.bundle, cmd.vocoder, self.controls, self.config,
+                                quality_loader(self.loader, cmd.quality))
         chain.used = True
         if not kernels.deferred():  # built while deferred, swapped in after the kernels came
             chain.use_kernels()

@@ -103,7 +103,7 @@ from melsynth.engine.device.priority import raise_thread_priority
 from melsynth.engine.device.ringbuffer import RingBuffer
 from melsynth.engine.dsp.features import MelSpec
 from melsynth.engine.runtime.bundle import BundleError, ModelBundle
-from melsynth.engine.stream.chain import Chain, ModelLoader, load_models
+from melsynth.engine.stream.chain import Chain, ModelLoader, load_models, quality_loader
 from melsynth.engine.stream.config import SynthConfig
 from melsynth.engine.stream.controls import Controls
 from melsynth.engine.stream.messages import (EditCanvas, SetCanvas, SetControls, SetFile, SwapChain, UseKernels,
@@ -191,6 +191,7 @@ class Synth:
                  device_rate: int = DEFAULT_DEVICE_RATE):
         self.config = config
         self._loader = loader
+        self.phase_quality = "realtime"  # engine.dsp.quality; set_phase_quality swaps to another
         self._controls = controls or Controls()
         self._pipeline = Pipeline(as_bundle(bundle), vocoder, config, self._controls, device_rate, loader)
         prepare_kernels()  # compiled (or loaded from numba's cache) now, not in a device's first callback
@@ -319,11 +320,12 @@ class Synth:
         def work():
             try:
                 b = as_bundle(bundle) if bundle is not None else self.bundle
-                chain = Chain.build(b, vocoder, self._controls, self.config, self._loader)
+                quality = self.phase_quality
+                chain = Chain.build(b, vocoder, self._controls, self.config, quality_loader(self._loader, quality))
                 freeze_heap()  # the new models too (a collection would stall the playing chain)
                 if b.mel != self.spec:
                     raise BundleError(b.json_path, "mel", "hot-swap needs the same MelSpec as the playing bundle")
-                self._submit(SwapChain(b, chain.vocoder_name, chain))
+                self._submit(SwapChain(b, chain.vocoder_name, chain, quality))
             except Exception as exc:  # noqa: BLE001 - reported, the old chain keeps playing
                 self._error = f"cannot switch model: {exc}"
             finally:
@@ -338,6 +340,15 @@ class Synth:
 
     def set_vocoder(self, name: str, wait: bool = False) -> threading.Thread:
         return self.swap_bundle(None, vocoder=name, wait=wait)
+
+    def set_phase_quality(self, quality: str, wait: bool = False) -> threading.Thread:
+        """The classical vocoder's phase quality (``engine.dsp.quality``: "realtime", "high", "max")
+        for this chain, by a crossfaded hot-swap to the same vocoder rebuilt at it, and for every
+        later swap. More quality costs CPU and adds its look-ahead to the latency."""
+        from melsynth.engine.dsp.quality import check_quality
+
+        self.phase_quality = check_quality(quality)
+        return self.swap_bundle(None, vocoder=self.vocoder_name, wait=wait)
 
     def set_lead_ms(self, ms: float) -> None:
         """The least lead of every step (``SynthConfig.target_ms``; 0 = adaptive only), now, playing

@@ -117,3 +117,22 @@ def test_a_render_that_fails_midway_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_audio_stream(tmp_path / "r.flac", chunks(), SPEC.sample_rate)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_replayed_quality_swap_builds_the_chain_at_that_quality(tmp_path):
+    from melsynth.engine.stream.messages import SwapChain
+    from melsynth.engine.stream.pipeline import Pipeline
+    from tests.engine_fakes import fake_bundle, fake_loader
+
+    seen = []
+    fake = fake_loader()
+
+    def load(bundle, vocoder_name, quality=None):
+        seen.append(quality)
+        return fake(bundle, vocoder_name)
+
+    bundle = fake_bundle(tmp_path)
+    pipe = Pipeline(bundle, loader=load)
+    pipe.apply(SwapChain(bundle, "classical", None, "high"))  # replay: no chain loaded with it
+    pipe.apply(SwapChain(bundle, "classical"))
+    assert seen == [None, "high", None]
