@@ -16,14 +16,18 @@ import argparse
 import json
 from pathlib import Path
 
+from melsynth.engine.argtypes import finite_float, int_range
 from melsynth.engine.dsp.features import MelSpec
 from melsynth.engine.runtime.bundle import BUNDLE_FILE, SCHEMA_VERSION, repo_root, write_bundle_json
-from melsynth.engine.runtime.vocoder import classical_params
 
 CLASSICAL_NAME = "classical"
 
 
 def classical_entry(params: dict | None = None) -> dict:
+    # imported here: the vocoder module loads numba, which every melsynth command (the app's
+    # start among them) would otherwise pay for while its parser is built
+    from melsynth.engine.runtime.vocoder import classical_params
+
     return {"kind": "classical", "params": params or classical_params(),
             "training": {"trained": False,
                          "method": "magnitude: mel pseudo-inverse + non-negative least-squares updates; "
@@ -60,8 +64,8 @@ def register(sub) -> None:
     p.add_argument("--corpus", type=Path, default=repo_root() / "corpus" / "default",
                    help="built corpus whose split is measured")
     p.add_argument("--split", default="test", help="corpus split to measure on")
-    p.add_argument("--max-clips", type=int, default=None, help="measure at most this many clips")
-    p.add_argument("--seconds", type=float, default=30.0, help="at most this many seconds per clip (0: all)")
+    p.add_argument("--max-clips", type=int_range(1, 100_000), default=None, help="measure at most this many clips")
+    p.add_argument("--seconds", type=finite_float(0, 86400), default=30.0, help="at most this many seconds per clip (0: all)")
     p.add_argument("--no-measure", action="store_true", help="write the entry only")
     p.set_defaults(func=run_add_classical)
 
