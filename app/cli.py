@@ -197,7 +197,7 @@ def register_tone(sub) -> None:
     p = sub.add_parser("tone", help="record a 440 Hz tone in real time through the app's recorder, printing "
                                     "what is on disk (kill it mid-take: the file still reads)")
     p.add_argument("out", type=Path, help="output file (.wav or .flac)")
-    p.add_argument("seconds", type=float, help="length of the take")
+    p.add_argument("seconds", type=finite_float(0, 86400, lo_open=True), help="length of the take")
     p.set_defaults(func=run_tone)
 
 

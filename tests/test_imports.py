@@ -21,7 +21,7 @@ TOP_RANK = {"melsynth.engine": 0, "melsynth.training": 1, "melsynth.app": 1, "me
 # unit of its own layer or above.
 LAYERS = {
     "melsynth.engine": [
-        ["melsynth.engine.errors", "melsynth.engine.atomic", "melsynth.engine.kernels"],
+        ["melsynth.engine.errors", "melsynth.engine.atomic", "melsynth.engine.kernels", "melsynth.engine.argtypes"],
         ["melsynth.engine.dsp"],
         ["melsynth.engine.runtime"],
         ["melsynth.engine.device"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from melsynth.engine.argtypes import finite_float, seed
 from melsynth.engine.errors import MelsynthError
 
 
@@ -88,8 +89,8 @@ def register_corpus_pack(sub) -> None:
                                     "the prior on another machine")
     p.add_argument("corpus", help="built corpus folder")
     p.add_argument("out", help="output .npz")
-    p.add_argument("--hours", type=float, default=1.5, help="hours of train-split chunks")
-    p.add_argument("--test-hours", type=float, default=0.15, help="hours of test-split chunks (validation)")
-    p.add_argument("--chunk-seconds", type=float, default=20.0, help="length of each chunk")
-    p.add_argument("--seed", type=int, default=0, help="seed of the chunk draw")
+    p.add_argument("--hours", type=finite_float(0, 10_000, lo_open=True), default=1.5, help="hours of train-split chunks")
+    p.add_argument("--test-hours", type=finite_float(0, 10_000), default=0.15, help="hours of test-split chunks (validation)")
+    p.add_argument("--chunk-seconds", type=finite_float(0, 3600, lo_open=True), default=20.0, help="length of each chunk")
+    p.add_argument("--seed", type=seed(), default=0, help="seed of the chunk draw")
     p.set_defaults(func=_one_line_errors(run_corpus_pack))

@@ -10,8 +10,9 @@ import signal
 import sys
 import time
 
-from melsynth.engine.cli.args import (MAX_PLAY_SECONDS, MAX_RENDER_SECONDS, add_quality_argument, finite_float,
-                                     int_range, output_file, seed, vocoder_help)
+from melsynth.engine.argtypes import finite_float, int_range, seed
+from melsynth.engine.cli.args import (MAX_PLAY_SECONDS, MAX_RENDER_SECONDS, add_quality_argument, output_file,
+                                     vocoder_help)
 from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD, Z_LIMIT
 
 BUNDLE_HELP = "bundle folder (default: $MELSYNTH_BUNDLE or models/default)"

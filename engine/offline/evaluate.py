@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from melsynth.engine.argtypes import finite_float, int_range
 from melsynth.engine.dsp.features import MelSpec, log_mel, stft
 from melsynth.engine.offline.metrics import GRIFFIN_LIM_ITERATIONS, griffin_lim, log_mel_l1, mr_stft_l1
 
@@ -319,15 +320,15 @@ def register_eval(group_sub) -> None:
     p.add_argument("--corpus", default=None, help="a built corpus folder (manifest.json) instead of --audio")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"),
                    help="corpus split to score")
-    p.add_argument("--max-clips", type=int, default=None, help="score at most this many clips")
-    p.add_argument("--seconds", type=float, default=DEFAULT_CLIP_SECONDS,
+    p.add_argument("--max-clips", type=int_range(1, 100_000), default=None, help="score at most this many clips")
+    p.add_argument("--seconds", type=finite_float(0, 86400), default=DEFAULT_CLIP_SECONDS,
                    help="score at most this many seconds of each clip (0: whole clips)")
     p.add_argument("--vocoder", nargs="+", default=None, metavar="NAME",
                    help="vocoders to score by their bundle.json name; when absent, all")
     p.add_argument("--phase", nargs="+", default=None, metavar="ITER/LOOKAHEAD",
                    help="instead of the bundle's vocoders, score its classical vocoder at these phase "
                         "settings, e.g. 6/2 12/3 16/3 (the phase quality curve of docs/quality.md)")
-    p.add_argument("--gl-iterations", type=int, default=GRIFFIN_LIM_ITERATIONS,
+    p.add_argument("--gl-iterations", type=int_range(1, 10_000), default=GRIFFIN_LIM_ITERATIONS,
                    help="Griffin-Lim iterations of the reference (the ratios' denominator)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report (per clip too) here")
     p.add_argument("--plots", default=None, metavar="DIR", help="write spectrogram PNGs here")

@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from melsynth.engine.argtypes import finite_float
 from melsynth.engine.runtime.bundle import (BUNDLE_FILE, NEURAL_VOCODER_KINDS, ModelBundle, load_bundle,
                                             write_bundle_json)
 
@@ -171,7 +172,7 @@ def register(sub) -> None:
     p = sub.add_parser("slim", help="remove a bundle's offline ONNX graphs after checking that its streaming "
                                     "graphs reproduce them (offline then runs the streaming graphs)")
     p.add_argument("bundle", type=Path, help="bundle folder, e.g. models/default")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max abs difference allowed")
+    p.add_argument("--tolerance", type=finite_float(0, 1, lo_open=True), default=TOLERANCE, help="max abs difference allowed")
     p.set_defaults(func=run_slim)
 
 

@@ -24,7 +24,7 @@ def _fails(argv: list[str], capsys) -> str:
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err and err.startswith(f"melsynth {argv[0]}: error:")
+    assert "Traceback" not in err and err.startswith(f"melsynth {argv[0]}") and ": error: " in err
     return err
 
 
@@ -154,3 +154,44 @@ def test_app_with_a_bad_preset_fails_before_the_window(tmp_path, capsys, monkeyp
 def test_app_with_a_missing_preset_names_it(tmp_path, capsys):
     err = _fails(["app", "--preset", str(tmp_path / "ghost.json")], capsys)
     assert "ghost.json" in err
+
+
+def _numeric_arguments():
+    """(command words, action) of every argument of every command that takes a number."""
+    import argparse
+
+    from melsynth.cli.main import build_parser
+
+    found = []
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, words + [name])
+            elif action.type in (int, float) or getattr(action.type, "__name__", "") in ("number", "integer"):
+                found.append((words, action))
+
+    walk(build_parser(), [])
+    return found
+
+
+NUMERIC = _numeric_arguments()
+
+
+def test_every_number_argument_is_checked():
+    assert len(NUMERIC) > 40
+    bare = [(" ".join(w), a.dest) for w, a in NUMERIC if a.type in (int, float)]
+    assert bare == []
+
+
+@pytest.mark.parametrize("words, action", NUMERIC, ids=[f"{' '.join(w)} {a.dest}" for w, a in NUMERIC])
+def test_every_number_argument_refuses_what_is_not_a_finite_number(words, action, capsys):
+    for value in ("nan", "inf", "-inf", "1e999"):
+        if action.option_strings:
+            argv = words + [f"{action.option_strings[-1]}={value}"]
+        else:  # a positional: fill the ones before it
+            positionals = [a for a in action.container._actions if not a.option_strings and a.dest != "help"]
+            argv = words + ["x.wav"] * positionals.index(action) + ["--", value]
+        err = _fails(argv, capsys)
+        assert value in err and (action.dest.replace("_", "-") in err or action.dest in err)

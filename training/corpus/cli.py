@@ -7,12 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
+from melsynth.engine.argtypes import finite_float, int_range, seed
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -82,14 +77,14 @@ def run_cache(args: argparse.Namespace) -> int:
 def register_build(sub) -> None:
     b = sub.add_parser("build", help="render music21's bundled classical scores with FluidSynth into a corpus")
     b.add_argument("--out", required=True, help="corpus folder (created; an existing one is resumed)")
-    b.add_argument("--max-works", type=_positive_int, default=None,
+    b.add_argument("--max-works", type=int_range(1, 100_000), default=None,
                    help="render only this many works (seeded choice); default: all (~600 works, >20 h)")
-    b.add_argument("--jobs", type=_positive_int, default=2, help="worker processes")
-    b.add_argument("--seed", type=int, default=0,
+    b.add_argument("--jobs", type=int_range(1, 256), default=2, help="worker processes")
+    b.add_argument("--seed", type=seed(), default=0,
                    help="seed of work order, instrumentations, tempo and velocity variation")
-    b.add_argument("--per-score", type=_positive_int, default=2,
+    b.add_argument("--per-score", type=int_range(1, 64), default=2,
                    help="instrumentations rendered per score")
-    b.add_argument("--timeout", type=float, default=900.0,
+    b.add_argument("--timeout", type=finite_float(0, 86400, lo_open=True), default=900.0,
                    help="CPU seconds one score may take (parse + renders) before it is listed as failed "
                         "(a score blocked without using CPU is stopped after 4x this wall time)")
     b.add_argument("--collections", nargs="+", default=None, metavar="NAME",
@@ -108,8 +103,8 @@ def register_add(sub) -> None:
     a = sub.add_parser("add", help="ingest a folder of audio (wav/flac/ogg/mp3, MusicNet layout too) into a corpus")
     a.add_argument("src", help="folder (searched recursively) or single audio file")
     a.add_argument("--out", required=True, help="corpus folder (created or extended)")
-    a.add_argument("--jobs", type=_positive_int, default=2, help="worker processes")
-    a.add_argument("--timeout", type=float, default=600.0, help="CPU seconds one file may take")
+    a.add_argument("--jobs", type=int_range(1, 256), default=2, help="worker processes")
+    a.add_argument("--timeout", type=finite_float(0, 86400, lo_open=True), default=600.0, help="CPU seconds one file may take")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=run_add)
 

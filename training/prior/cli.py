@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from melsynth.engine.argtypes import finite_float, int_range
 REFERENCE_FILE = "prior_reference.npz"  # the run's fixed validation reference (see PriorTask.reference)
 
 
@@ -76,9 +77,9 @@ def register_train(group_sub) -> None:
                    help='JSON file {"prior": {PriorConfig fields}, "trainer": {training.gan.TrainConfig fields}}')
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train")
     p.add_argument("--resume", action="store_true", help="continue the run in --run with its saved configuration")
-    p.add_argument("--minutes", type=float, default=None, help="stop after this many wall minutes (this invocation)")
-    p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    p.add_argument("--minutes", type=finite_float(0, 10 ** 6, lo_open=True), default=None, help="stop after this many wall minutes (this invocation)")
+    p.add_argument("--steps", type=int_range(1, 10 ** 9), default=None, help="stop at this total step count")
+    p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--init", type=Path, default=None,
                    help="start the generator from this checkpoint's weights (a new critic); e.g. another design's run")
     p.add_argument("--teacher", type=Path, default=None,
@@ -161,12 +162,12 @@ def register_export(group_sub) -> None:
     p.add_argument("--bundle", required=True, help="bundle folder, e.g. models/default (created if missing)")
     p.add_argument("--corpus", default=None, help="also measure FD-mel/NDB on this corpus and record the figures")
     p.add_argument("--no-directions", action="store_true", help="skip the knobs (PCA + named directions)")
-    p.add_argument("--pca", type=int, default=12, help="number of GANSpace (PCA) directions")
-    p.add_argument("--pca-latents", type=int, default=100_000, help="latents sampled for the PCA")
-    p.add_argument("--regress", type=int, default=4000, help="latent sequences regressed per named direction")
-    p.add_argument("--fit-steps", type=int, default=60,
+    p.add_argument("--pca", type=int_range(0, 1024), default=12, help="number of GANSpace (PCA) directions")
+    p.add_argument("--pca-latents", type=int_range(1, 10 ** 7), default=100_000, help="latents sampled for the PCA")
+    p.add_argument("--regress", type=int_range(1, 10 ** 7), default=4000, help="latent sequences regressed per named direction")
+    p.add_argument("--fit-steps", type=int_range(0, 10 ** 6), default=60,
                    help="Adam steps fitting each named direction to the knob's objective (0: regression alone)")
-    p.add_argument("--verify", type=int, default=1000, help="random starting points per named-direction check")
+    p.add_argument("--verify", type=int_range(1, 10 ** 7), default=1000, help="random starting points per named-direction check")
     p.add_argument("--raw-weights", action="store_true", help="export the trained weights, not their moving average")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads")
     p.set_defaults(func=_export_prior)

@@ -42,6 +42,7 @@ from typing import Callable
 
 import numpy as np
 
+from melsynth.engine.argtypes import int_range, seed
 from melsynth.engine.dsp.features import MelSpec
 
 # (batch, latent, steps) -> (batch, n_mels, steps * latent_frames) normalised mel
@@ -436,7 +437,7 @@ def register_eval(group_sub) -> None:
     p.add_argument("--corpus", required=True, help="built corpus folder (manifest.json + mel cache)")
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--plots", default=None, help="write a PNG grid of generated vs real windows into this folder")
-    p.add_argument("--windows", type=int, default=DEFAULT_WINDOWS, help="windows per set (>= 2000 for the record)")
-    p.add_argument("--window-frames", type=int, default=DEFAULT_WINDOW_FRAMES, help="frames per window")
-    p.add_argument("--seed", type=int, default=0, help="seed of the window and latent draws")
+    p.add_argument("--windows", type=int_range(1, 10 ** 7), default=DEFAULT_WINDOWS, help="windows per set (>= 2000 for the record)")
+    p.add_argument("--window-frames", type=int_range(1, 100_000), default=DEFAULT_WINDOW_FRAMES, help="frames per window")
+    p.add_argument("--seed", type=seed(), default=0, help="seed of the window and latent draws")
     p.set_defaults(func=_eval_prior)

@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+from melsynth.engine.argtypes import finite_float, int_range
 
 def register_train(group_sub) -> None:
     p = group_sub.add_parser(
@@ -21,11 +22,11 @@ def register_train(group_sub) -> None:
                    help='JSON overrides {"task": {...}, "trainer": {...}} of the arch defaults')
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train")
     p.add_argument("--resume", action="store_true", help="continue the run in --run with its saved config")
-    p.add_argument("--max-steps", type=int, default=None, help="stop at this total step count")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
-    p.add_argument("--batch-size", type=int, default=None, help="per-process batch size (overrides the config)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--max-steps", type=int_range(1, 10 ** 9), default=None, help="stop at this total step count")
+    p.add_argument("--minutes", type=finite_float(0, 10 ** 6, lo_open=True), default=None, help="wall-clock budget of this invocation")
+    p.add_argument("--batch-size", type=int_range(1, 65_536), default=None, help="per-process batch size (overrides the config)")
+    p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads per process")
+    p.add_argument("--workers", type=int_range(0, 256), default=0,
                    help="data loader worker processes (0 = load in the training process; use 4-8 on a GPU)")
     p.add_argument("--init", type=Path, default=None,
                    help="start the generator from weights (a bundle's train/vocoder_NAME.pt or a run's "

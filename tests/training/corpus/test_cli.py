@@ -34,4 +34,4 @@ def test_bad_options_are_refused(capsys):
 
     with pytest.raises(SystemExit):
         main(["corpus", "build", "--out", "x", "--max-works", "0"])
-    assert "not >= 1" in capsys.readouterr().err
+    assert "--max-works: 0 is out of range (must be >= 1" in capsys.readouterr().err
