@@ -11,8 +11,10 @@ stay the bundle's).
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from melsynth.engine.dsp.phase import PhaseConfig
+if TYPE_CHECKING:  # the CLI's parser reads the presets; phase.py loads only when a vocoder is built
+    from melsynth.engine.dsp.phase import PhaseConfig
 
 # name -> (iterations, lookahead); None: the bundle's own settings
 QUALITIES: dict[str, tuple[int, int] | None] = {
@@ -66,5 +68,7 @@ def parse_phase_point(text: str) -> tuple[int, int]:
         iterations, lookahead = (int(p) for p in parts)
     except ValueError:
         raise ValueError(f"phase point {text!r}: write ITERATIONS/LOOKAHEAD, e.g. 12/3") from None
+    from melsynth.engine.dsp.phase import PhaseConfig
+
     PhaseConfig(iterations=iterations, lookahead=lookahead)  # ValueError naming the limit
     return iterations, lookahead
