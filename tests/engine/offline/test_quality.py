@@ -136,3 +136,22 @@ def test_a_replayed_quality_swap_builds_the_chain_at_that_quality(tmp_path):
     pipe.apply(SwapChain(bundle, "classical", None, "high"))  # replay: no chain loaded with it
     pipe.apply(SwapChain(bundle, "classical"))
     assert seen == [None, "high", None]
+
+
+def test_resynth_streamed_for_its_progress_bar_equals_its_offline_path(tmp_path, monkeypatch):
+    from melsynth.engine.cli import resynth
+
+    bundle = load_bundle(write_bundle(tmp_path / "b", {"classical": {"kind": "classical", "params": {}}}))
+    monkeypatch.setattr(resynth, "CHUNK_FRAMES", 7)  # several chunks, one of them partial
+    audio = _notes(1.5)
+    passed = []
+
+    def progress(chunks):
+        for chunk in chunks:
+            passed.append(chunk.size)
+            yield chunk
+
+    offline = resynth.resynthesize(bundle, audio, None, "high")
+    streamed = resynth.resynthesize(bundle, audio, None, "high", progress=progress)
+    assert len(passed) > 3 and streamed.size == audio.size
+    np.testing.assert_array_equal(streamed, offline)
