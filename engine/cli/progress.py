@@ -23,13 +23,14 @@ def with_progress(chunks: Iterable[np.ndarray], total_samples: int, sample_rate:
         except ImportError:  # no bar, the same output
             tqdm = None
         if tqdm is not None:
-            bar = tqdm(total=round(total_samples / sample_rate, 1), unit="s", desc=label, delay=DELAY_S,
+            # counted in samples (float seconds summed past the total would warn), shown in seconds
+            bar = tqdm(total=total_samples, unit="s", unit_scale=1.0 / sample_rate, desc=label, delay=DELAY_S,
                        file=sys.stderr, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
                        "{n:.1f}/{total:.1f} s of audio [{elapsed}<{remaining}]")
     try:
         for chunk in chunks:
             if bar is not None:
-                bar.update(chunk.size / sample_rate)
+                bar.update(chunk.size)
             yield chunk
     finally:
         if bar is not None:
