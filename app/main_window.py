@@ -42,6 +42,7 @@ from melsynth.engine import MelSpec
 
 UI_INTERVAL_MS = 33
 STATUS_INTERVAL_MS = 250
+WARMUP_AT_LATEST_S = 3.0  # the kernels' warm-up starts at the first sound, or this long after the start
 SILENCE_PEAK = 1e-4  # a chunk louder than this counts as "first sound"
 
 def recordings_dir() -> Path:
@@ -287,9 +288,8 @@ class MainWindow(QMainWindow):
                 defer_kernels()
             self.synth = Synth(bundle=path, **kwargs)
             if self._kernels_later and self.warmup is None:
-                self.warmup = KernelWarmup(self.synth)
+                self.warmup = KernelWarmup(self.synth)  # started by _status_tick once the sound has started
                 self.preparing.show()
-                QTimer.singleShot(0, self.warmup.start)  # after the sound starts: the compiler must not delay it
         except (BundleError, FileNotFoundError, ValueError, OSError) as exc:
             self.synth = None
             self.bundle_error = f"no model bundle: {exc}"
@@ -750,7 +750,11 @@ class MainWindow(QMainWindow):
         self.canvas.set_playhead(synth.canvas_playhead)
 
     def _status_tick(self) -> None:
-        if not self.preparing.isHidden() and self.warmup is not None and self.warmup.ready.is_set():
+        warmup = self.warmup
+        if warmup is not None and not warmup.started and (
+                self.first_sound_s is not None or time.monotonic() - self.t0 > WARMUP_AT_LATEST_S):
+            warmup.start()  # after the first sound: the compiler's start must not delay it
+        if not self.preparing.isHidden() and warmup is not None and warmup.ready.is_set():
             self.preparing.hide()
         synth = self.synth
         if synth is None:

@@ -15,6 +15,7 @@ body.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -60,7 +61,18 @@ def magnitude_iterations_of(synth) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
-def compile_in_child(spec: MelSpec, magnitude_iterations: tuple[int, ...], timeout_s: float = CHILD_TIMEOUT_S) -> str | None:
+_children: set = set()  # compilers running now: ended with this process (see _end_children)
+
+
+@atexit.register
+def _end_children() -> None:
+    """A compiler outliving the app would take a core from whatever runs next."""
+    for child in list(_children):
+        child.kill()
+
+
+def compile_in_child(spec: MelSpec, magnitude_iterations: tuple[int, ...],
+                     timeout_s: float = CHILD_TIMEOUT_S) -> str | None:
     """``compile_all`` in a child process (it fills numba's cache); None, or why it failed."""
     cmd = [sys.executable, "-m", "melsynth.engine.stream.warmup", json.dumps(spec.to_dict()),
            *map(str, magnitude_iterations)]
@@ -68,6 +80,7 @@ def compile_in_child(spec: MelSpec, magnitude_iterations: tuple[int, ...], timeo
         child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except OSError as exc:
         return f"cannot start the kernel compiler: {exc}"
+    _children.add(child)
     try:
         os.setpriority(os.PRIO_PROCESS, child.pid, CHILD_NICE)
     except (OSError, AttributeError):
@@ -78,6 +91,8 @@ def compile_in_child(spec: MelSpec, magnitude_iterations: tuple[int, ...], timeo
         child.kill()
         child.communicate()
         return f"the kernel compiler took over {timeout_s:.0f} s"
+    finally:
+        _children.discard(child)
     if child.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
         return f"the kernel compiler failed: {lines[-1] if lines else f'exit status {child.returncode}'}"
@@ -97,12 +112,14 @@ class KernelWarmup:
         self.on_ready = on_ready
         self.use_child = use_child
         self.ready = threading.Event()
+        self.started = False
         self.error: str | None = None
         self.seconds: float | None = None
         self.ready_at: float | None = None  # time.monotonic() when the synth switched
         self._thread = threading.Thread(target=self._run, name="melsynth-kernel-warmup", daemon=True)
 
     def start(self) -> "KernelWarmup":
+        self.started = True
         self._t0 = time.monotonic()
         self._thread.start()
         return self
