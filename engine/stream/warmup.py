@@ -28,6 +28,7 @@ from melsynth.engine import kernels
 from melsynth.engine.dsp.features import MelSpec
 
 CHILD_TIMEOUT_S = 300.0
+LOAD_LEAD_MS = 80.0  # the producer's least lead while this process loads the kernels
 CHILD_NICE = 5  # below the app's threads: the child must not take the producer's core
 
 
@@ -132,9 +133,18 @@ class KernelWarmup:
         iterations = magnitude_iterations_of(self.synth)
         if self.use_child:
             self.error = compile_in_child(spec, iterations)
-        compile_all(spec, iterations)
-        kernels.defer(False)
-        self.synth.use_kernels()
+        # Loading the kernels holds the GIL for stretches the producer's usual lead does not
+        # cover (one underrun in three warm starts): a longer lead while it runs.
+        lead_ms = self.synth.config.target_ms
+        loading_ms = max(lead_ms, LOAD_LEAD_MS)
+        self.synth.set_lead_ms(loading_ms)
+        try:
+            compile_all(spec, iterations)
+            kernels.defer(False)
+            self.synth.use_kernels()
+        finally:
+            if self.synth.config.target_ms == loading_ms:  # unless the player chose another meanwhile
+                self.synth.set_lead_ms(lead_ms)
         self.ready_at = time.monotonic()
         self.seconds = self.ready_at - self._t0
         self.ready.set()

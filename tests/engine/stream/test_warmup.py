@@ -4,6 +4,8 @@ The app starts on the engine's numpy paths and switches to the numba kernels onc
 compiled. The switch must be inaudible: a stream that switches mid-way gives the samples of
 one that used the kernels (or numpy) throughout.
 """
+import time
+
 import numpy as np
 import pytest
 
@@ -112,15 +114,22 @@ def test_a_stream_that_switches_to_the_kernels_mid_way_equals_either_render(tmp_
     vocoder = synth._pipeline.chain.vocoder
     assert vocoder.phase._kernels is None and not vocoder.magnitude.fast
     total = int(2.0 * RATE)
-    out = FakeOutput(RATE, 256, wait_for_data=True, capture_samples=total)
+    out = FakeOutput(RATE, 256, capture_samples=total)  # manual clock: this test ticks it
+
+    def tick_until(samples):
+        while out.captured < samples:
+            deadline = time.monotonic() + 20
+            while out.ring.fill < 256:  # each block once the producer has it ready: no gap
+                assert time.monotonic() < deadline, "the producer stalled"
+                time.sleep(0.0005)
+            out.tick()
+
     assert synth.play(output=out)
     try:
-        while out.captured < RATE // 2:  # half a second on numpy paths first
-            pass
+        tick_until(RATE // 2)  # half a second on numpy paths first
         warmup = KernelWarmup(synth, use_child=False).start()
         assert warmup.wait(120), "kernels never came"
-        while out.captured < total:
-            pass
+        tick_until(total)  # the switch comes at the producer's next step, well before the end
     finally:
         synth.stop()
     assert synth.ring.underruns == 0
@@ -132,6 +141,7 @@ def test_a_stream_that_switches_to_the_kernels_mid_way_equals_either_render(tmp_
         pytest.skip("numba kernels do not match numpy here: nothing switched")
     assert vocoder.magnitude.fast and synth._pipeline.safety._kernel is not None
     assert synth.ring._write_block is write_block
+    assert synth.config.target_ms == cfg.target_ms  # the longer lead while loading is given back
 
     others = [(f, c) for f, c in synth.event_log() if not isinstance(c, UseKernels)]
     on_kernels = render_offline(bundle, 0, start, others, vocoder="classical", config=cfg, sample_rate=RATE,
