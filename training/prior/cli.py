@@ -33,18 +33,29 @@ def _train_prior(args: argparse.Namespace) -> int:
         spec = MelSpec.from_dict(saved["task"]["mel"])
         trainer = TrainerConfig.from_dict(saved["trainer"])
         distill = saved["task"].get("distill")
+        twolevel = saved["task"].get("twolevel")
     else:
         data = load_config_file(args.config) if args.config else {}
         prior = PriorConfig.from_dict(data.get("prior", {}))
         trainer = default_trainer_config(**data.get("trainer", {}))
         spec = MelSpec()
         distill = data.get("distill")
+        twolevel = data.get("twolevel")
         if args.teacher is not None:
             distill = {**(distill or {}), "teacher": str(args.teacher)}
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
                        progress=not args.no_progress)
     try:
-        if distill is not None:
+        if twolevel is not None:
+            from training.prior.twolevel import AutoencoderTask, LatentGANTask, TwoLevelConfig
+
+            tl = TwoLevelConfig.from_dict(twolevel)
+            if prior.generator.code_size:
+                task = LatentGANTask(prior, tl, args.corpus, spec, reference_cache=run / REFERENCE_FILE,
+                                     codes_cache=run / "train_codes.npz", vocoder_bundle=args.vocoder_bundle)
+            else:
+                task = AutoencoderTask(prior, tl, args.corpus, spec, reference_cache=run / REFERENCE_FILE)
+        elif distill is not None:
             from training.prior.distill import DistillConfig, DistillTask
 
             task = DistillTask(prior, DistillConfig.from_dict(distill), args.corpus, spec,
