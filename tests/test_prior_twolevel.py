@@ -157,3 +157,15 @@ def test_latent_gan_refuses_a_decoder_of_another_shape(corpus, tmp_path):
         task.build_generator()
     with pytest.raises(ConfigError, match="front"):
         LatentGANTask(tiny_prior_config(), TwoLevelConfig(autoencoder=str(ae_run)), corpus)
+
+
+def test_walk_noise_is_unit_normal_per_step_and_correlated_in_time():
+    from training.prior.twolevel import walk_noise
+
+    torch.manual_seed(0)
+    z = walk_noise(4000, 8, 12, 0.5, "cpu")
+    walked, iid = z[:2000], z[2000:]
+    for part in (walked, iid):
+        assert abs(float(part.std()) - 1.0) < 0.03 and abs(float(part.mean())) < 0.03
+    lag1 = lambda x: float((x[:, :, 1:] * x[:, :, :-1]).mean())
+    assert lag1(walked) > 0.3 and abs(lag1(iid)) < 0.03

@@ -60,6 +60,7 @@ class TwoLevelConfig:
     critic_channels: int = 256
     critic_dilations: tuple[int, ...] = (1, 2, 4, 8)
     feature_matching: float = 1.0
+    walk_fraction: float = 0.5      # share of noise sequences drawn as the engine's latent walk (``walk_noise``)
 
     def __post_init__(self) -> None:
         if self.window_steps < 2 or self.warmup_steps < 0 or self.critic_channels < 1:
@@ -247,6 +248,33 @@ class LatentCritic(nn.Module):
         return [step_logits, time_logits], features
 
 
+def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, device) -> torch.Tensor:
+    """``(batch, latent_size, steps)`` N(0, I) per step; ``walk_fraction`` of the sequences correlated in time.
+
+    The engine rarely plays i.i.d. latents: its walk (``engine.controls``) is
+    ``sqrt(1 - s^2) point + s walk`` with an Ornstein-Uhlenbeck ``walk`` of speed ``v``,
+    N(0, I) at every step but correlated from step to step. Training the front on
+    such sequences too (``v`` in [0.2, 1], ``s`` in [0.6, 1]) makes it play music at
+    the app's walk settings, not only at the i.i.d. extreme.
+    """
+    z = torch.randn(batch, latent_size, steps, device=device)
+    n_walk = int(round(batch * walk_fraction))
+    if n_walk == 0:
+        return z
+    speed = torch.empty(n_walk, 1, device=device).uniform_(0.2, 1.0)
+    spread = torch.empty(n_walk, 1, device=device).uniform_(0.6, 1.0)
+    keep = 1.0 - speed
+    eps = torch.randn(n_walk, latent_size, steps, device=device)
+    walk = [eps[:, :, 0]]
+    for k in range(1, steps):
+        walk.append(keep * walk[-1] + torch.sqrt(1.0 - keep * keep) * eps[:, :, k])
+    walk = torch.stack(walk, dim=2)
+    point = torch.randn(n_walk, latent_size, 1, device=device)
+    s = spread[:, :, None]
+    z[:n_walk] = torch.sqrt(1.0 - s * s) * point + s * walk
+    return z
+
+
 class LatentGANTask(GANTask):
     """The front against ``LatentCritic``; the decoder (from the autoencoder run) is frozen.
 
@@ -351,7 +379,8 @@ class LatentGANTask(GANTask):
         """``(batch, code, window_steps)`` codes from N(0, I) noise, after ``warmup_steps`` cropped steps."""
         net = unwrap(generator).net
         t = self.twolevel
-        z = torch.randn(batch, self.config.generator.latent_size, t.warmup_steps + t.window_steps, device=device)
+        z = walk_noise(batch, self.config.generator.latent_size, t.warmup_steps + t.window_steps,
+                       t.walk_fraction, device)
         return net.front(z)[:, :, t.warmup_steps:]
 
     def generator_loss(self, generator, discriminator, batch, adversarial) -> LossOutput:
