@@ -23,7 +23,7 @@ def test_eval_prior_prints_and_writes_render_stats_baselines_and_contact_sheet(t
     out, plots = tmp_path / "eval.json", tmp_path / "plots"
     assert main(["eval", "prior", "--bundle", str(shared_tiny_prior_bundle()), "--corpus", str(corpus),
                  "--json", str(out), "--plots", str(plots), "--windows", "64", "--window-frames", "32",
-                 "--seeds", "2", "--render-seconds", "3"]) == 0
+                 "--seeds", "2", "--render-seconds", "3", "--real-clips", "3"]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads(out.read_text())
     keys = ["fd_ratio_real_chunks", "ndb_real_chunks"]
@@ -31,7 +31,7 @@ def test_eval_prior_prints_and_writes_render_stats_baselines_and_contact_sheet(t
         keys += [k, k + "_ratio", "test_" + k, "real_chunks_" + k, "real_chunks_" + k + "_ratio"]
     for key in keys:
         assert np.isfinite(metrics[key]), key
-    assert metrics["render_seeds"] == 2 and metrics["render_seconds"] == 3
+    assert (metrics["render_seeds"], metrics["render_seconds"], metrics["real_clips"]) == (2, 3, 3)
     assert metrics["onset_rate_ratio"] == pytest.approx(metrics["onset_rate"] / metrics["test_onset_rate"])
     for word in ("real chunks", "render stats", "onset_rate", "flatness", "contrast_db", "chroma_movement"):
         assert word in printed, word

@@ -61,6 +61,7 @@ DEFAULT_WINDOW_FRAMES = 128
 DEFAULT_CHUNK_FRAMES = 16          # the prior's latent_frames: one latent step of real mel
 CONTACT_SECONDS = 6.0              # contact sheet: 8 generated and 8 real windows of 6 s
 CONTACT_WINDOWS = 8
+REAL_CLIPS = 16                    # render stats: real test-split clips (and real-chunk clips) per reference
 NDB_BINS = 50
 EVAL_WARMUP_STEPS = 4
 
@@ -611,10 +612,11 @@ def _eval_prior(args: argparse.Namespace) -> int:
     prior = load_prior(bundle)
     t0 = time.monotonic()
     seeds = _seeds_arg(args.seeds)
-    if not args.render_seconds > 0:
+    if not (args.render_seconds > 0 and args.real_clips >= 1):
         from app.cli import MelsynthError
 
-        raise MelsynthError(f"--render-seconds must be positive, got {args.render_seconds}")
+        raise MelsynthError(f"--render-seconds must be positive and --real-clips >= 1, got {args.render_seconds} "
+                            f"and {args.real_clips}")
     reference = PriorReference(args.corpus, n_windows=args.windows, window_frames=args.window_frames,
                                seed=args.seed, spec=bundle.mel, chunk_frames=prior.latent_frames)
     rng = np.random.default_rng(args.seed + 1)
@@ -623,7 +625,7 @@ def _eval_prior(args: argparse.Namespace) -> int:
                                  args.window_frames, rng, spec=bundle.mel, batch=1)
     metrics = reference.score(generated)
     if not args.no_render:
-        metrics.update(bundle_render_stats(bundle, reference, seeds, args.render_seconds))
+        metrics.update(bundle_render_stats(bundle, reference, seeds, args.render_seconds, args.real_clips))
     metrics["seconds"] = round(time.monotonic() - t0, 1)
     print(f"bundle {bundle.root}  corpus {args.corpus} (train {reference.train_hours:.2f} h, "
           f"{reference.reference_split} {reference.reference_hours:.2f} h)")
@@ -655,19 +657,21 @@ def _seeds_arg(text: str) -> tuple[int, ...]:
         raise MelsynthError(str(exc)) from None
 
 
-def bundle_render_stats(bundle, reference: PriorReference, seeds, seconds: float) -> dict[str, float]:
-    """Render stats of the bundle's renders (``melsynth render`` at the default walk, one per seed), of
-    as many test-split clips and real-chunk clips (resynthesised by the bundle's default vocoder), with ratios."""
+def bundle_render_stats(bundle, reference: PriorReference, seeds, seconds: float,
+                        real_clips: int = REAL_CLIPS) -> dict[str, float]:
+    """Render stats of the bundle's renders (``melsynth render`` at the default walk, one ``seconds``
+    clip per seed), and of ``real_clips`` test-split clips and as many real-chunk clips of the same
+    length, resynthesised by the bundle's default vocoder; ``*_ratio`` against the test split's."""
     from training.prior.render_eval import classical_vocoder, model_renders, stats_block
 
     rate = bundle.mel.sample_rate
-    real = reference.render_reference(classical_vocoder(bundle=bundle), len(seeds), seconds)
+    real = reference.render_reference(classical_vocoder(bundle=bundle), real_clips, seconds)
     test = real["test"]
     return {**stats_block(model_renders(bundle, seeds, seconds), reference=test, sample_rate=rate),
             **{"test_" + k: v for k, v in test.items()},
             **{"real_chunks_" + k: v for k, v in real["real_chunks"].items()},
             **{"real_chunks_" + k: v for k, v in _ratios(real["real_chunks"], test).items()},
-            "render_seeds": float(len(seeds)), "render_seconds": float(seconds)}
+            "render_seeds": float(len(seeds)), "render_seconds": float(seconds), "real_clips": float(real_clips)}
 
 
 def _ratios(stats: dict[str, float], test: dict[str, float]) -> dict[str, float]:
@@ -692,5 +696,7 @@ def register_eval(group_sub) -> None:
     p.add_argument("--seeds", default="4", help="render seeds for the render stats: a count (4 = seeds 1-4), "
                    "a range (11-14) or a list (1,5,9)")
     p.add_argument("--render-seconds", type=float, default=20.0, help="length of each render (and real clip)")
+    p.add_argument("--real-clips", type=int, default=REAL_CLIPS, help="test-split (and real-chunk) clips of "
+                   "--render-seconds for the render stats' reference (real files vary a lot: 16 as the issue)")
     p.add_argument("--no-render", action="store_true", help="skip the render stats (FD/NDB only)")
     p.set_defaults(func=_eval_prior)
