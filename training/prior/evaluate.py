@@ -360,24 +360,28 @@ class PriorReference:
             self._splits[name] = load_split(self.corpus_dir, name, self.spec, min_frames=self.chunk_frames)
         return self._splits[name]
 
-    def render_reference(self, vocoder, clips: int, seconds: float) -> dict[str, dict[str, float]]:
-        """Render stats of real audio through ``vocoder``: ``{"test": ..., "real_chunks": ...}``.
+    def real_render_stats(self, kind: str, vocoder, clips: int, seconds: float) -> dict[str, float]:
+        """Mean render stats of ``clips`` real clips of ``seconds`` through ``vocoder``.
 
-        ``clips`` clips of ``seconds`` each: reference-split clips resynthesised from their
-        mel, and cut-and-paste of random ``chunk_frames`` train chunks. Computed once per
-        (vocoder, clips, seconds) with this reference's seed, kept (and saved with it).
+        ``kind`` "test": reference-split clips resynthesised from their mel; "real_chunks":
+        cut-and-paste of random ``chunk_frames`` train chunks. Computed once per (kind,
+        vocoder, clips, seconds) with this reference's seed, then kept (and saved with it).
         """
         from training.prior.render_eval import real_chunk_clips, real_clips
         from training.prior.render_stats import mean_render_stats
 
-        key = f"{getattr(vocoder, 'kind', '?')}:{getattr(vocoder, 'name', '?')}:{int(clips)}x{float(seconds):g}s"
+        if kind not in ("test", "real_chunks"):
+            raise ValueError(f"kind must be 'test' or 'real_chunks', got {kind!r}")
+        vname = f"{getattr(vocoder, 'kind', '?')}:{getattr(vocoder, 'name', '?')}"
+        key = f"{kind}:{vname}:{int(clips)}x{float(seconds):g}s"
         if key not in self.render_reference_figures:
-            rng = np.random.default_rng(self._seed + 29)
-            rate = self.spec.sample_rate
-            test = real_clips(self.split(self.reference_split), vocoder, clips, seconds, rng, self.spec)
-            chunks = real_chunk_clips(self.split("train"), vocoder, clips, seconds, self.chunk_frames, rng, self.spec)
-            self.render_reference_figures[key] = {"test": mean_render_stats(test, rate),
-                                                  "real_chunks": mean_render_stats(chunks, rate)}
+            rng = np.random.default_rng(self._seed + (29 if kind == "test" else 31))
+            if kind == "test":
+                audio = real_clips(self.split(self.reference_split), vocoder, clips, seconds, rng, self.spec)
+            else:
+                audio = real_chunk_clips(self.split("train"), vocoder, clips, seconds, self.chunk_frames, rng,
+                                         self.spec)
+            self.render_reference_figures[key] = mean_render_stats(audio, self.spec.sample_rate)
         return self.render_reference_figures[key]
 
     def fd_to_reference(self, windows: np.ndarray) -> float:
@@ -525,17 +529,18 @@ def contact_windows(sample: SampleFn, latent_size: int, latent_frames: int, refe
 # --------------------------------------------------------------------------- learning curve
 def learning_curve_point(sample: SampleFn, reference: PriorReference, latent_size: int, latent_frames: int,
                          windows: np.ndarray | None = None, vocoder=None, clips: int = 2, seconds: float = 10.0,
-                         seed: int = 1234, batch: int = 16) -> dict[str, float]:
+                         seed: int = 1234, batch: int = 16, reference_clips: int = REAL_CLIPS) -> dict[str, float]:
     """The figures a trainer logs at each validation (torch-free; ``sample`` as ``SampleFn``).
 
     ``{fd_ratio, ndb, onset_rate, flatness, contrast_db, chroma_movement}`` plus
-    ``*_ratio`` of the render stats against the reference split's (resynthesised by the
-    same vocoder; computed once and kept in ``reference``). FD/NDB score ``windows``
+    ``*_ratio`` of the render stats against ``reference_clips`` reference-split clips of
+    ``seconds`` (resynthesised by the same vocoder; computed once, about 8 s of CPU for
+    16 x 10 s, and kept in ``reference``: save it to keep them). FD/NDB score ``windows``
     (``(n, n_mels, window_frames)`` log10 mel, e.g. those the trainer already drew) or,
     if None, ``reference.n_windows`` fresh ones. Render stats come from ``clips`` x
     ``seconds`` of mel generated from i.i.d. N(0, 1) latents, vocoded by ``vocoder``
-    (default: the classical vocoder with the shipped params). About 3 s of CPU beyond
-    the sampling (2 x 10 s).
+    (default: the classical vocoder with the shipped params). About 1 s of CPU beyond
+    the sampling and scoring (2 x 10 s).
     """
     from training.prior.render_eval import classical_vocoder, generated_clips, stats_block
 
@@ -546,7 +551,7 @@ def learning_curve_point(sample: SampleFn, reference: PriorReference, latent_siz
     scores = reference.score(windows)
     vocoder = vocoder or classical_vocoder(reference.spec)
     audio = generated_clips(sample, latent_size, latent_frames, vocoder, clips, seconds, rng, reference.spec)
-    test = reference.render_reference(vocoder, clips, seconds)["test"]
+    test = reference.real_render_stats("test", vocoder, reference_clips, seconds)
     return {"fd_ratio": scores["fd_ratio"], "ndb": scores["ndb"],
             **stats_block(audio, reference=test, sample_rate=reference.spec.sample_rate)}
 
@@ -665,12 +670,13 @@ def bundle_render_stats(bundle, reference: PriorReference, seeds, seconds: float
     from training.prior.render_eval import classical_vocoder, model_renders, stats_block
 
     rate = bundle.mel.sample_rate
-    real = reference.render_reference(classical_vocoder(bundle=bundle), real_clips, seconds)
-    test = real["test"]
+    vocoder = classical_vocoder(bundle=bundle)
+    test = reference.real_render_stats("test", vocoder, real_clips, seconds)
+    chunks = reference.real_render_stats("real_chunks", vocoder, real_clips, seconds)
     return {**stats_block(model_renders(bundle, seeds, seconds), reference=test, sample_rate=rate),
             **{"test_" + k: v for k, v in test.items()},
-            **{"real_chunks_" + k: v for k, v in real["real_chunks"].items()},
-            **{"real_chunks_" + k: v for k, v in _ratios(real["real_chunks"], test).items()},
+            **{"real_chunks_" + k: v for k, v in chunks.items()},
+            **{"real_chunks_" + k: v for k, v in _ratios(chunks, test).items()},
             "render_seeds": float(len(seeds)), "render_seconds": float(seconds), "real_clips": float(real_clips)}
 
 
