@@ -169,3 +169,23 @@ def test_walk_noise_is_unit_normal_per_step_and_correlated_in_time():
         assert abs(float(part.std()) - 1.0) < 0.03 and abs(float(part.mean())) < 0.03
     lag1 = lambda x: float((x[:, :, 1:] * x[:, :, :-1]).mean())
     assert lag1(walked) > 0.3 and abs(lag1(iid)) < 0.03
+
+
+def test_adversarial_decoder_fine_tune_keeps_the_encoder(corpus, tmp_path):
+    from training.gan import with_generator_init
+    from training.prior.train import default_trainer_config
+    from training.prior.twolevel import load_autoencoder
+
+    ae_run, prior = _autoencoder_run(corpus, tmp_path, 2)
+    task = with_generator_init(AutoencoderTask(prior, TwoLevelConfig(adversarial=0.5, freeze_encoder=True), corpus),
+                               ae_run / "checkpoint.pt")
+    run = tmp_path / "gan"
+    train(task, default_trainer_config(batch_size=4, warmup_steps=0, validate_minutes=60), run,
+          RunLimits(max_steps=3, progress=False))
+    before, _ = load_autoencoder(ae_run / "checkpoint.pt")
+    after = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert after["discriminator"] is not None
+    for k, v in before.encoder.state_dict().items():
+        torch.testing.assert_close(after["generator"]["encoder." + k], v)
+    moved = [float((after["generator"]["net." + k] - v).abs().max()) for k, v in before.net.state_dict().items()]
+    assert max(moved) > 0
