@@ -146,6 +146,18 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
     from training.prior.from_bundle import generator_from_bundle
 
     assert generator_from_bundle(bundle).front is not None   # rebuilt with its front, parity checked
+    # the front with another decoder of the same shape (an adversarial fine-tune's)
+    ae2, _ = _autoencoder_run(corpus, tmp_path / "second", 2)
+    bundle2 = tmp_path / "bundle2"
+    assert main(["export", "prior", str(run), "--decoder", str(ae2), "--bundle", str(bundle2),
+                 "--no-directions"]) == 0
+    from training.onnx_export import remove_weight_norm
+    from training.prior.twolevel import load_autoencoder as _load
+
+    rebuilt = generator_from_bundle(bundle2).state_dict()
+    for k, v in remove_weight_norm(_load(ae2)[0].ema).state_dict().items():
+        torch.testing.assert_close(rebuilt[k], v, atol=1e-5, rtol=0)
+    assert json.loads((bundle2 / "bundle.json").read_text())["prior"]["training"]["decoder_run"]
 
 
 def test_latent_gan_refuses_a_decoder_of_another_shape(corpus, tmp_path):

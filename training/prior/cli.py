@@ -113,6 +113,11 @@ def _export_prior(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     generator, info = load_generator(args.run, use_ema=not args.raw_weights)
     spec = MelSpec.from_dict(info["task"]["mel"])
+    if args.decoder is not None:
+        from training.prior.twolevel import with_decoder
+
+        generator = with_decoder(generator, args.decoder)
+        print(f"decoder from {args.decoder}")
     print(f"prior from {info['source']} (step {info['step']}"
           + (f", {info['metric']} {info['value']:.3f})" if info.get("value") is not None else ")"))
     figures: dict = {}
@@ -135,6 +140,14 @@ def _export_prior(args: argparse.Namespace) -> int:
                 "weights": "raw" if args.raw_weights else "ema", "prior_config": info["task"]["prior"]}
     if info["task"].get("distill"):
         training["distill"] = info["task"]["distill"]
+    if info["task"].get("twolevel"):
+        training["twolevel"] = info["task"]["twolevel"]
+    if args.decoder is not None:
+        training["decoder_run"] = str(Path(args.decoder).resolve())
+        decoder_curve = run_learning_curve(_run_folder(args.decoder),
+                                           columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1"))
+        if decoder_curve:
+            training["decoder_learning_curve"] = decoder_curve
     curve = run_learning_curve(Path(info["source"]).parent)
     if curve:
         training["learning_curve"] = curve
@@ -145,7 +158,13 @@ def _export_prior(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb")) -> dict:
+def _run_folder(path: Path) -> Path:
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb",
+                                               "onset_rate", "flatness", "contrast_db")) -> dict:
     """The run's ``learning_curve.csv`` as ``{column: [values]}`` (rounded), or ``{}`` without one."""
     import csv
 
@@ -179,5 +198,8 @@ def register_export(group_sub) -> None:
                    help="Adam steps fitting each named direction to the knob's objective (0: regression alone)")
     p.add_argument("--verify", type=int, default=1000, help="random starting points per named-direction check")
     p.add_argument("--raw-weights", action="store_true", help="export the trained weights, not their moving average")
+    p.add_argument("--decoder", type=Path, default=None,
+                   help="two-level prior: take the decoder from this autoencoder run (e.g. its adversarial "
+                        "fine-tune) instead of the one the latent GAN trained with")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_export_prior)

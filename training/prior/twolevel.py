@@ -441,6 +441,28 @@ class LatentGANTask(GANTask):
         return self.scorer.validate(unwrap(generator), device)
 
 
+def with_decoder(generator: nn.Module, autoencoder_run: str | Path) -> nn.Module:
+    """``generator`` (a two-level prior) with its decoder replaced by the autoencoder run's averaged one.
+
+    The latent GAN trains against the decoder it started with; a decoder fine-tuned
+    later with the encoder frozen (``TwoLevelConfig.freeze_encoder``) reads the same
+    codes, so the front and the sharper decoder combine.
+    """
+    if getattr(generator, "front", None) is None:
+        raise TrainError("--decoder needs a two-level prior (a generator with a front)")
+    module, task = load_autoencoder(autoencoder_run)
+    have = PriorConfig.from_dict(task["prior"]).generator
+    if have != generator.config.decoder_config():
+        raise TrainError(f"{autoencoder_run}: its decoder {have} differs from the prior's "
+                         f"{generator.config.decoder_config()}")
+    if not TwoLevelConfig.from_dict(task.get("twolevel", {})).freeze_encoder:
+        print(f"warning: {autoencoder_run} also trained its encoder: its codes may differ from the front's")
+    missing, unexpected = generator.load_state_dict(module.ema.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("front.") for k in missing):
+        raise TrainError(f"{autoencoder_run}: decoder weights do not fit the prior")
+    return generator.eval()
+
+
 def latent_prior_config(autoencoder_prior: dict[str, Any], latent_size: int = 64, front_channels: int = 256,
                         front_dilations: tuple[int, ...] = (1, 2, 4, 8)) -> PriorConfig:
     """The whole prior's config from the autoencoder run's ``PriorConfig`` dict: its decoder plus a front."""
