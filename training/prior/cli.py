@@ -34,18 +34,29 @@ def _train_prior(args: argparse.Namespace) -> int:
         spec = MelSpec.from_dict(saved["task"]["mel"])
         trainer = TrainerConfig.from_dict(saved["trainer"])
         distill = saved["task"].get("distill")
+        twolevel = saved["task"].get("twolevel")
     else:
         data = load_config_file(args.config) if args.config else {}
         prior = PriorConfig.from_dict(data.get("prior", {}))
         trainer = default_trainer_config(**data.get("trainer", {}))
         spec = MelSpec()
         distill = data.get("distill")
+        twolevel = data.get("twolevel")
         if args.teacher is not None:
             distill = {**(distill or {}), "teacher": str(args.teacher)}
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
                        progress=not args.no_progress)
     try:
-        if distill is not None:
+        if twolevel is not None:
+            from melsynth.training.prior.twolevel import AutoencoderTask, LatentGANTask, TwoLevelConfig
+
+            tl = TwoLevelConfig.from_dict(twolevel)
+            if prior.generator.code_size:
+                task = LatentGANTask(prior, tl, args.corpus, spec, reference_cache=run / REFERENCE_FILE,
+                                     codes_cache=run / "train_codes.npz", vocoder_bundle=args.vocoder_bundle)
+            else:
+                task = AutoencoderTask(prior, tl, args.corpus, spec, reference_cache=run / REFERENCE_FILE)
+        elif distill is not None:
             from melsynth.training.prior.distill import DistillConfig, DistillTask
 
             task = DistillTask(prior, DistillConfig.from_dict(distill), args.corpus, spec,
@@ -103,6 +114,11 @@ def _export_prior(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     generator, info = load_generator(args.run, use_ema=not args.raw_weights)
     spec = MelSpec.from_dict(info["task"]["mel"])
+    if args.decoder is not None:
+        from melsynth.training.prior.twolevel import with_decoder
+
+        generator = with_decoder(generator, args.decoder)
+        print(f"decoder from {args.decoder}")
     print(f"prior from {info['source']} (step {info['step']}"
           + (f", {info['metric']} {info['value']:.3f})" if info.get("value") is not None else ")"))
     figures: dict = {}
@@ -125,6 +141,14 @@ def _export_prior(args: argparse.Namespace) -> int:
                 "weights": "raw" if args.raw_weights else "ema", "prior_config": info["task"]["prior"]}
     if info["task"].get("distill"):
         training["distill"] = info["task"]["distill"]
+    if info["task"].get("twolevel"):
+        training["twolevel"] = info["task"]["twolevel"]
+    if args.decoder is not None:
+        training["decoder_run"] = str(Path(args.decoder).resolve())
+        decoder_curve = run_learning_curve(_run_folder(args.decoder),
+                                           columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1"))
+        if decoder_curve:
+            training["decoder_learning_curve"] = decoder_curve
     curve = run_learning_curve(Path(info["source"]).parent)
     if curve:
         training["learning_curve"] = curve
@@ -135,7 +159,13 @@ def _export_prior(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb")) -> dict:
+def _run_folder(path: Path) -> Path:
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb",
+                                               "onset_rate", "flatness", "contrast_db")) -> dict:
     """The run's ``learning_curve.csv`` as ``{column: [values]}`` (rounded), or ``{}`` without one."""
     import csv
 
@@ -169,5 +199,8 @@ def register_export(group_sub) -> None:
                    help="Adam steps fitting each named direction to the knob's objective (0: regression alone)")
     p.add_argument("--verify", type=int_range(1, 10 ** 7), default=1000, help="random starting points per named-direction check")
     p.add_argument("--raw-weights", action="store_true", help="export the trained weights, not their moving average")
+    p.add_argument("--decoder", type=Path, default=None,
+                   help="two-level prior: take the decoder from this autoencoder run (e.g. its adversarial "
+                        "fine-tune) instead of the one the latent GAN trained with")
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads")
     p.set_defaults(func=_export_prior)

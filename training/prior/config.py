@@ -51,6 +51,11 @@ class GeneratorConfig:
     kernel_size: int = 3
     latent_kernel: int = 2  # the first layer also sees the previous latent: smooth transitions
     pca_components: int = 0  # > 0: output whitened coefficients of a fixed mel PCA (training.prior.pca)
+    # Two-level prior (training.prior.twolevel): a causal "front" at the latent rate maps the noise
+    # latent to a ``code_size`` autoencoder code, which the rest of the network decodes. 0: no front.
+    code_size: int = 0
+    front_channels: int = 256
+    front_dilations: tuple[int, ...] = (1, 2, 4, 8)
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,10 +70,23 @@ class GeneratorConfig:
             problems.append(f"upsample factors {self.upsample} must be >= 1")
         if not 0 <= self.pca_components <= self.n_mels:
             problems.append(f"pca_components={self.pca_components} must be in [0, n_mels={self.n_mels}]")
+        if self.code_size < 0 or (self.code_size and (self.front_channels < 1 or not self.front_dilations)):
+            problems.append(f"code_size={self.code_size} must be >= 0, and a front needs front_channels >= 1 "
+                            f"and at least one dilation (got {self.front_channels}, {self.front_dilations})")
         if self.kernel_size < 1 or self.latent_kernel < 1:
             problems.append("kernel sizes must be >= 1")
         if problems:
             raise ConfigError("invalid GeneratorConfig: " + "; ".join(problems))
+
+    @property
+    def decoder_input_size(self) -> int:
+        """What the decoder reads per step: the front's code, or the latent itself without a front."""
+        return self.code_size or self.latent_size
+
+    def decoder_config(self) -> "GeneratorConfig":
+        """The decoder alone (no front) as a generator of its own: the two-level prior's autoencoder."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name.startswith("front_")}
+        return dataclasses.replace(self, latent_size=self.decoder_input_size, code_size=0, **defaults)
 
     @property
     def latent_frames(self) -> int:
@@ -154,7 +172,9 @@ class PriorConfig:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """A ``--config`` JSON file: ``{"prior": {...PriorConfig}, "trainer": {...training.gan.TrainConfig}}``,
-    optionally ``"distill": {...training.prior.distill.DistillConfig}`` (learn from a teacher prior)."""
+    optionally ``"distill": {...training.prior.distill.DistillConfig}`` (learn from a teacher prior) or
+    ``"twolevel": {...training.prior.twolevel.TwoLevelConfig}`` (the two-level prior's autoencoder, or with
+    ``generator.code_size`` > 0 its latent GAN)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
@@ -162,6 +182,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict) or set(data) - {"prior", "trainer", "distill"}:
-        raise ConfigError(f"{path}: expected an object with keys 'prior', 'trainer' and/or 'distill'")
+    if not isinstance(data, dict) or set(data) - {"prior", "trainer", "distill", "twolevel"}:
+        raise ConfigError(f"{path}: expected an object with keys 'prior', 'trainer', 'distill' and/or 'twolevel'")
     return data

@@ -54,6 +54,15 @@ class SplitMels:
         files = rng.choice(len(self.mels), size=n, p=counts / counts.sum())
         return [(int(f), int(rng.integers(0, counts[f]))) for f in files]
 
+    def chunk_sequence(self, n_chunks: int, chunk_frames: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n_mels, n_chunks * chunk_frames)``: ``n_chunks`` random real chunks of ``chunk_frames`` frames
+        (one latent step's worth), each from a random place in the split, end to end (cut-and-paste)."""
+        if n_chunks < 1 or chunk_frames < 1:
+            raise ValueError(f"need n_chunks >= 1 and chunk_frames >= 1, got {n_chunks} and {chunk_frames}")
+        starts = self.sample_starts(n_chunks, chunk_frames, rng)
+        return np.concatenate([np.asarray(self.mels[f][:, s:s + chunk_frames]) for f, s in starts],
+                              axis=1).astype(np.float32)
+
     def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``(n, n_mels)`` single frames drawn uniformly over the split."""
         lengths = np.array([m.shape[1] for m in self.mels], dtype=np.int64)

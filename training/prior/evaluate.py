@@ -15,6 +15,8 @@ FD-mel
     model         generated windows
     gaussian      frames drawn i.i.d. from N(per-band mean, covariance) of train frames
     shuffled      train frames drawn at random, i.e. real frames with time order destroyed
+    real_chunks   random real train chunks of ``chunk_frames`` (one latent step, 16
+                  frames) end to end: cut-and-paste, the level a generator should reach
     ============  =========================================================
 
     ``fd_ratio = model / floor``. All sets have the same number of windows, so
@@ -27,7 +29,14 @@ NDB (Richardson & Weiss 2018)
     alpha = 0.05. The model should match its training distribution, so it is
     compared with train bins; two floors: other train frames (sampling noise
     alone, ``ndb_floor_train``) and test-split frames (other works,
-    ``ndb_floor``).
+    ``ndb_floor``). The real-chunk baseline's NDB is ``ndb_real_chunks``.
+
+Render statistics (``training.prior.render_stats``; audio from ``training.prior.render_eval``)
+    onset rate, spectral flatness, spectral contrast and chroma movement of the
+    model's renders (``melsynth render`` at the default walk, ``--seeds`` x
+    ``--render-seconds``), of real test-split clips resynthesised from their mel by
+    the same vocoder (``test_*``), and of real-chunk cut-and-paste (``real_chunks_*``);
+    ``*_ratio`` = that figure / the test split's.
 """
 from __future__ import annotations
 
@@ -42,7 +51,7 @@ from typing import Callable
 
 import numpy as np
 
-from melsynth.engine.argtypes import int_range, seed
+from melsynth.engine.argtypes import finite_float, int_range, seed
 from melsynth.engine.dsp.features import MelSpec
 
 # (batch, latent, steps) -> (batch, n_mels, steps * latent_frames) normalised mel
@@ -50,6 +59,10 @@ SampleFn = Callable[[np.ndarray], np.ndarray]
 
 DEFAULT_WINDOWS = 2000
 DEFAULT_WINDOW_FRAMES = 128
+DEFAULT_CHUNK_FRAMES = 16          # the prior's latent_frames: one latent step of real mel
+CONTACT_SECONDS = 6.0              # contact sheet: 8 generated and 8 real windows of 6 s
+CONTACT_WINDOWS = 8
+REAL_CLIPS = 16                    # render stats: real test-split clips (and real-chunk clips) per reference
 NDB_BINS = 50
 EVAL_WARMUP_STEPS = 4
 
@@ -131,6 +144,22 @@ def shuffled_frame_windows(real, n: int, window_frames: int, rng: np.random.Gene
     """``(n, n_mels, window_frames)``: real frames drawn at random over the split (time order destroyed)."""
     frames = real.sample_frames(n * window_frames, rng)
     return frames.reshape(n, window_frames, -1).transpose(0, 2, 1).copy()
+
+
+def real_chunk_windows(real, n: int, window_frames: int, chunk_frames: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """``(n, n_mels, window_frames)``: cut-and-paste of real audio, the level a generator should reach.
+
+    Each window is cropped from ``SplitMels.chunk_sequence`` at a random offset within its
+    first chunk, so (like ``generate_windows``) seams do not sit at fixed frames.
+    """
+    n_chunks = -(-window_frames // chunk_frames) + 1
+    out = []
+    for _ in range(n):
+        seq = real.chunk_sequence(n_chunks, chunk_frames, rng)
+        start = int(rng.integers(0, chunk_frames))
+        out.append(seq[:, start:start + window_frames])
+    return np.stack(out)
 
 
 # --------------------------------------------------------------------------- NDB
@@ -222,18 +251,23 @@ class PriorReference:
 
     def __init__(self, corpus_dir: str | Path, n_windows: int = DEFAULT_WINDOWS,
                  window_frames: int = DEFAULT_WINDOW_FRAMES, seed: int = 0, spec: MelSpec | None = None,
-                 cluster_frames: int | None = None, reference_split: str = "test"):
+                 cluster_frames: int | None = None, reference_split: str = "test",
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES):
         from melsynth.training.prior.data import load_split
 
         self.spec = spec or MelSpec()
         self.n_windows = n_windows
         self.window_frames = window_frames
+        self.chunk_frames = chunk_frames
+        self.corpus_dir = str(corpus_dir)
+        self.render_reference_figures: dict = {}
         cluster_frames = cluster_frames or 10 * n_windows   # 20,000 train frames for 2,000 windows
         rng = np.random.default_rng(seed)
         train = load_split(corpus_dir, "train", self.spec, min_frames=window_frames)
         reference = load_split(corpus_dir, reference_split, self.spec, min_frames=window_frames)
         self.train_hours, self.reference_hours = train.hours, reference.hours
         self.reference_split = reference_split
+        self._splits = {"train": train, reference_split: reference}   # memory-mapped; not saved
         train_windows = train.sample_windows(n_windows, window_frames, rng)
         ref_windows = reference.sample_windows(n_windows, window_frames, rng)
         self.real_examples = ref_windows[:8]
@@ -254,6 +288,12 @@ class PriorReference:
                 one_frame_per_window(train_windows, rng), self.centres), NDB_BINS)
             self.ndb_floor, _ = ndb_test(self.train_bins, assign_bins(one_frame_per_window(ref_windows, rng),
                                                                       self.centres), NDB_BINS)
+        # Drawn last, so the other figures equal those of references made before this baseline existed.
+        chunk_windows = real_chunk_windows(train, n_windows, window_frames, chunk_frames, rng)
+        self.fd["real_chunks"] = self.fd_to_reference(chunk_windows)
+        with one_blas_thread():
+            self.ndb_real_chunks, _ = ndb_test(self.train_bins, assign_bins(
+                one_frame_per_window(chunk_windows, rng), self.centres), NDB_BINS)
         self._seed = seed
 
     # A run keeps its reference for its whole life (the corpus may grow meanwhile), so that
@@ -266,9 +306,12 @@ class PriorReference:
             "meta": np.frombuffer(json.dumps({
                 "spec": self.spec.to_dict(), "n_windows": self.n_windows, "window_frames": self.window_frames,
                 "train_hours": self.train_hours, "reference_hours": self.reference_hours,
-                "reference_split": self.reference_split, "fd": self.fd, "ndb_floor": int(self.ndb_floor),
+                "reference_split": self.reference_split,
+                "fd": {k: _finite_or_none(v) for k, v in self.fd.items()}, "ndb_floor": int(self.ndb_floor),
                 "ndb_floor_train": int(self.ndb_floor_train), "seed": self._seed,
-                "n": self.reference_stats.n}).encode(), dtype=np.uint8),
+                "n": self.reference_stats.n, "chunk_frames": self.chunk_frames,
+                "ndb_real_chunks": _finite_or_none(self.ndb_real_chunks), "corpus_dir": self.corpus_dir,
+                "render_reference": self.render_reference_figures}).encode(), dtype=np.uint8),
             "real_examples": self.real_examples, "mean": self.reference_stats.mean, "cov": self.reference_stats.cov,
             "root": self.reference_root, "centres": self.centres, "train_bins": self.train_bins,
         }
@@ -285,11 +328,52 @@ class PriorReference:
             self.train_hours, self.reference_hours = float(meta["train_hours"]), float(meta["reference_hours"])
             self.reference_split, self.fd, self._seed = meta["reference_split"], dict(meta["fd"]), int(meta["seed"])
             self.ndb_floor, self.ndb_floor_train = int(meta["ndb_floor"]), int(meta["ndb_floor_train"])
+            # references saved before the real-chunk baseline: its figures are NaN
+            self.fd["real_chunks"] = _nan_if_none(self.fd.get("real_chunks"))
+            self.ndb_real_chunks = _nan_if_none(meta.get("ndb_real_chunks"))
+            self.chunk_frames = int(meta.get("chunk_frames", DEFAULT_CHUNK_FRAMES))
+            self.corpus_dir = meta.get("corpus_dir")
+            self.render_reference_figures = dict(meta.get("render_reference", {}))
+            self._splits = {}
             self.real_examples = z["real_examples"]
             self.reference_stats = GaussianStats(z["mean"], z["cov"], int(meta["n"]))
             self.reference_root = z["root"]
             self.centres, self.train_bins = z["centres"], z["train_bins"]
         return self
+
+    def split(self, name: str):
+        """The ``SplitMels`` of ``name`` ("train" or the reference split), reloaded if this reference was loaded."""
+        if name not in self._splits:
+            from melsynth.training.prior.data import load_split
+
+            if not self.corpus_dir:
+                raise ValueError(f"this reference has no corpus folder to read split {name!r} from")
+            self._splits[name] = load_split(self.corpus_dir, name, self.spec, min_frames=self.chunk_frames)
+        return self._splits[name]
+
+    def real_render_stats(self, kind: str, vocoder, clips: int, seconds: float) -> dict[str, float]:
+        """Mean render stats of ``clips`` real clips of ``seconds`` through ``vocoder``.
+
+        ``kind`` "test": reference-split clips resynthesised from their mel; "real_chunks":
+        cut-and-paste of random ``chunk_frames`` train chunks. Computed once per (kind,
+        vocoder, clips, seconds) with this reference's seed, then kept (and saved with it).
+        """
+        from melsynth.training.prior.render_eval import real_chunk_clips, real_clips
+        from melsynth.training.prior.render_stats import mean_render_stats
+
+        if kind not in ("test", "real_chunks"):
+            raise ValueError(f"kind must be 'test' or 'real_chunks', got {kind!r}")
+        vname = f"{getattr(vocoder, 'kind', '?')}:{getattr(vocoder, 'name', '?')}"
+        key = f"{kind}:{vname}:{int(clips)}x{float(seconds):g}s"
+        if key not in self.render_reference_figures:
+            rng = np.random.default_rng(self._seed + (29 if kind == "test" else 31))
+            if kind == "test":
+                audio = real_clips(self.split(self.reference_split), vocoder, clips, seconds, rng, self.spec)
+            else:
+                audio = real_chunk_clips(self.split("train"), vocoder, clips, seconds, self.chunk_frames, rng,
+                                         self.spec)
+            self.render_reference_figures[key] = mean_render_stats(audio, self.spec.sample_rate)
+        return self.render_reference_figures[key]
 
     def fd_to_reference(self, windows: np.ndarray) -> float:
         """FD-mel of ``(n, n_mels, window_frames)`` log10-mel windows against the reference split."""
@@ -314,12 +398,24 @@ class PriorReference:
             "fd_shuffled": self.fd["shuffled"],
             "fd_ratio_gaussian": self.fd["gaussian"] / floor if floor > 0 else math.inf,
             "fd_ratio_shuffled": self.fd["shuffled"] / floor if floor > 0 else math.inf,
+            "fd_real_chunks": self.fd["real_chunks"],
+            "fd_ratio_real_chunks": self.fd["real_chunks"] / floor if floor > 0 else math.inf,
             "ndb": float(ndb),
             "ndb_floor": float(self.ndb_floor),
             "ndb_floor_train": float(self.ndb_floor_train),
+            "ndb_real_chunks": float(self.ndb_real_chunks),
             "ndb_bins": float(NDB_BINS),
             "windows": float(len(windows)),
         }
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN: a missing figure is saved as null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _nan_if_none(x) -> float:
+    return math.nan if x is None else float(x)
 
 
 # --------------------------------------------------------------------------- plots
@@ -372,6 +468,85 @@ def save_plots(out_dir: str | Path, generated: np.ndarray, real: np.ndarray, met
     return [path]
 
 
+def contact_sheet(path: str | Path, generated: np.ndarray, real: np.ndarray, spec: MelSpec | None = None,
+                  title: str = "") -> Path:
+    """A PNG of ``(8, n_mels, frames)`` generated log10-mel windows beside 8 real ones, written atomically.
+
+    A 4 x 4 grid at 1280 x 960 pixels: the generated windows fill the left two columns,
+    the real ones the right two, all on one colour scale (``norm_low..norm_high``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from melsynth.engine.atomic import atomic_write
+
+    spec = spec or MelSpec()
+    n = min(len(generated), len(real), CONTACT_WINDOWS)
+    if n < 1:
+        raise ValueError(f"contact sheet needs generated and real windows, got {len(generated)} and {len(real)}")
+    rows = -(-n // 2)
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 3 * rows), dpi=80, squeeze=False)
+    for col in range(4):
+        label, data = ("generated", generated) if col < 2 else ("real (test split)", real)
+        for row in range(rows):
+            i, ax = row * 2 + col % 2, axes[row][col]
+            if i >= n:
+                ax.axis("off")
+                continue
+            ax.imshow(data[i], origin="lower", aspect="auto", vmin=spec.norm_low, vmax=spec.norm_high,
+                      cmap="magma", extent=(0, data.shape[2] / spec.frame_rate, 0, spec.n_mels))
+            ax.set_title(f"{label} {i + 1}", fontsize=9)
+            ax.tick_params(labelsize=7)
+    fig.suptitle(title or "generated (left) vs real (right)")
+    fig.tight_layout()
+    out = atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=80))
+    plt.close(fig)
+    return out
+
+
+def contact_windows(sample: SampleFn, latent_size: int, latent_frames: int, reference: PriorReference,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """8 generated and 8 real (reference split) ``(8, n_mels, 6 s of frames)`` log10-mel windows."""
+    frames = int(round(CONTACT_SECONDS * reference.spec.frame_rate))
+    generated = generate_windows(sample, latent_size, latent_frames, CONTACT_WINDOWS, frames, rng,
+                                 spec=reference.spec, batch=1, windows_per_sequence=1)
+    split = reference.split(reference.reference_split)
+    frames_real = min(frames, max(m.shape[1] for m in split.mels))
+    return generated, split.sample_windows(CONTACT_WINDOWS, frames_real, rng)
+
+
+# --------------------------------------------------------------------------- learning curve
+def learning_curve_point(sample: SampleFn, reference: PriorReference, latent_size: int, latent_frames: int,
+                         windows: np.ndarray | None = None, vocoder=None, clips: int = 2, seconds: float = 10.0,
+                         seed: int = 1234, batch: int = 16, reference_clips: int = REAL_CLIPS) -> dict[str, float]:
+    """The figures a trainer logs at each validation (torch-free; ``sample`` as ``SampleFn``).
+
+    ``{fd_ratio, ndb, onset_rate, flatness, contrast_db, chroma_movement}`` plus
+    ``*_ratio`` of the render stats against ``reference_clips`` reference-split clips of
+    ``seconds`` (resynthesised by the same vocoder; computed once, about 8 s of CPU for
+    16 x 10 s, and kept in ``reference``: save it to keep them). FD/NDB score ``windows``
+    (``(n, n_mels, window_frames)`` log10 mel, e.g. those the trainer already drew) or,
+    if None, ``reference.n_windows`` fresh ones. Render stats come from ``clips`` x
+    ``seconds`` of mel generated from i.i.d. N(0, 1) latents, vocoded by ``vocoder``
+    (default: the classical vocoder with the shipped params). About 1 s of CPU beyond
+    the sampling and scoring (2 x 10 s).
+    """
+    from melsynth.training.prior.render_eval import classical_vocoder, generated_clips, stats_block
+
+    rng = np.random.default_rng(seed)
+    if windows is None:
+        windows = generate_windows(sample, latent_size, latent_frames, reference.n_windows, reference.window_frames,
+                                   rng, spec=reference.spec, batch=batch)
+    scores = reference.score(windows)
+    vocoder = vocoder or classical_vocoder(reference.spec)
+    audio = generated_clips(sample, latent_size, latent_frames, vocoder, clips, seconds, rng, reference.spec)
+    test = reference.real_render_stats("test", vocoder, reference_clips, seconds)
+    return {"fd_ratio": scores["fd_ratio"], "ndb": scores["ndb"],
+            **stats_block(audio, reference=test, sample_rate=reference.spec.sample_rate)}
+
+
 # --------------------------------------------------------------------------- CLI
 def prior_sample_fn(prior) -> SampleFn:
     """A batch sampler over an ``engine.prior.Prior`` (whose offline path takes one sequence)."""
@@ -389,12 +564,35 @@ def format_report(metrics: dict[str, float]) -> str:
         f"  floor      {metrics['fd_floor']:10.3f}   (train vs test, real)",
         f"  gaussian   {metrics['fd_gaussian']:10.3f}   ratio {metrics['fd_ratio_gaussian']:.3f}",
         f"  shuffled   {metrics['fd_shuffled']:10.3f}   ratio {metrics['fd_ratio_shuffled']:.3f}",
+        f"  real chunks{metrics['fd_real_chunks']:10.3f}   ratio {metrics['fd_ratio_real_chunks']:.3f}",
         f"NDB (k={int(metrics['ndb_bins'])}, vs train-frame bins): model {int(metrics['ndb'])} bins differ; "
-        f"floors: other train frames {int(metrics['ndb_floor_train'])}, test-split frames {int(metrics['ndb_floor'])}",
+        f"floors: other train frames {int(metrics['ndb_floor_train'])}, test-split frames {int(metrics['ndb_floor'])}; "
+        f"real chunks {_int_or_nan(metrics['ndb_real_chunks'])}",
         "beats baselines: " + ("yes" if metrics["fd_mel"] < min(metrics["fd_gaussian"], metrics["fd_shuffled"])
-                               else "no"),
+                               else "no") + "; beats real chunks: "
+        + ("yes" if metrics["fd_mel"] < metrics["fd_real_chunks"] else "no"),
     ]
+    if "onset_rate" in metrics:
+        lines += format_render_stats(metrics)
     return "\n".join(lines)
+
+
+def _int_or_nan(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else str(int(x))
+
+
+def format_render_stats(metrics: dict[str, float]) -> list[str]:
+    """Table lines of the render stats: model, test split, real chunks, with ratios to the test split."""
+    from melsynth.training.prior.render_stats import STAT_KEYS
+
+    head = "render stats".ljust(30) + "".join(k.rjust(17) for k in STAT_KEYS)
+    rows = [head]
+    for label, prefix, ratio in (("model renders", "", True), ("test split (resynthesised)", "test_", False),
+                                 ("real chunks", "real_chunks_", True)):
+        rows.append(label.ljust(30) + "".join(f"{metrics[prefix + k]:17.4g}" for k in STAT_KEYS))
+        if ratio:
+            rows.append("  / test".ljust(30) + "".join(f"{metrics[prefix + k + '_ratio']:17.3f}" for k in STAT_KEYS))
+    return rows
 
 
 def _eval_prior(args: argparse.Namespace) -> int:
@@ -409,12 +607,21 @@ def _eval_prior(args: argparse.Namespace) -> int:
         raise MelsynthError(f"{bundle.json_path}: the bundle has no prior (export one with `melsynth export prior`)")
     prior = load_prior(bundle)
     t0 = time.monotonic()
+    seeds = _seeds_arg(args.seeds)
+    if not (args.render_seconds > 0 and args.real_clips >= 1):
+        from melsynth.engine.errors import MelsynthError
+
+        raise MelsynthError(f"--render-seconds must be positive and --real-clips >= 1, got {args.render_seconds} "
+                            f"and {args.real_clips}")
     reference = PriorReference(args.corpus, n_windows=args.windows, window_frames=args.window_frames,
-                               seed=args.seed, spec=bundle.mel)
+                               seed=args.seed, spec=bundle.mel, chunk_frames=prior.latent_frames)
     rng = np.random.default_rng(args.seed + 1)
-    generated = generate_windows(prior_sample_fn(prior), prior.latent_size, prior.latent_frames, args.windows,
+    sample = prior_sample_fn(prior)
+    generated = generate_windows(sample, prior.latent_size, prior.latent_frames, args.windows,
                                  args.window_frames, rng, spec=bundle.mel, batch=1)
     metrics = reference.score(generated)
+    if not args.no_render:
+        metrics.update(bundle_render_stats(bundle, reference, seeds, args.render_seconds, args.real_clips))
     metrics["seconds"] = round(time.monotonic() - t0, 1)
     print(f"bundle {bundle.root}  corpus {args.corpus} (train {reference.train_hours:.2f} h, "
           f"{reference.reference_split} {reference.reference_hours:.2f} h)")
@@ -426,18 +633,67 @@ def _eval_prior(args: argparse.Namespace) -> int:
     if args.plots:
         for p in save_plots(args.plots, generated[:8], reference.real_examples, metrics, bundle.mel):
             print(f"wrote {p}")
+        gen6, real6 = contact_windows(sample, prior.latent_size, prior.latent_frames, reference,
+                                      np.random.default_rng(args.seed + 2))
+        sheet = contact_sheet(Path(args.plots) / "contact_sheet.png", gen6, real6, bundle.mel,
+                              title=f"{bundle.name}: generated (left) vs {reference.reference_split} split (right), "
+                                    f"{CONTACT_SECONDS:g} s windows; fd_ratio {metrics['fd_ratio']:.2f}")
+        print(f"wrote {sheet}")
     return 0
+
+
+def _seeds_arg(text: str) -> tuple[int, ...]:
+    from melsynth.training.prior.render_eval import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as exc:
+        from melsynth.engine.errors import MelsynthError
+
+        raise MelsynthError(str(exc)) from None
+
+
+def bundle_render_stats(bundle, reference: PriorReference, seeds, seconds: float,
+                        real_clips: int = REAL_CLIPS) -> dict[str, float]:
+    """Render stats of the bundle's renders (``melsynth render`` at the default walk, one ``seconds``
+    clip per seed), and of ``real_clips`` test-split clips and as many real-chunk clips of the same
+    length, resynthesised by the bundle's default vocoder; ``*_ratio`` against the test split's."""
+    from melsynth.training.prior.render_eval import classical_vocoder, model_renders, stats_block
+
+    rate = bundle.mel.sample_rate
+    vocoder = classical_vocoder(bundle=bundle)
+    test = reference.real_render_stats("test", vocoder, real_clips, seconds)
+    chunks = reference.real_render_stats("real_chunks", vocoder, real_clips, seconds)
+    return {**stats_block(model_renders(bundle, seeds, seconds), reference=test, sample_rate=rate),
+            **{"test_" + k: v for k, v in test.items()},
+            **{"real_chunks_" + k: v for k, v in chunks.items()},
+            **{"real_chunks_" + k: v for k, v in _ratios(chunks, test).items()},
+            "render_seeds": float(len(seeds)), "render_seconds": float(seconds), "real_clips": float(real_clips)}
+
+
+def _ratios(stats: dict[str, float], test: dict[str, float]) -> dict[str, float]:
+    from melsynth.training.prior.render_stats import stat_ratios
+
+    return stat_ratios(stats, test)
 
 
 def register_eval(group_sub) -> None:
     """Add ``melsynth eval prior``."""
-    p = group_sub.add_parser("prior", help="FD-mel, baselines and NDB of a bundle's prior against a corpus",
+    p = group_sub.add_parser("prior", help="FD-mel, baselines, NDB and render stats of a bundle's prior "
+                             "against a corpus",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--bundle", default=None, help="model bundle folder; unset: $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--corpus", required=True, help="built corpus folder (manifest.json + mel cache)")
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
-    p.add_argument("--plots", default=None, help="write a PNG grid of generated vs real windows into this folder")
+    p.add_argument("--plots", default=None, help="write PNGs into this folder: a grid of generated vs real "
+                   "windows and contact_sheet.png (8 generated 6 s windows beside 8 test-split ones)")
     p.add_argument("--windows", type=int_range(1, 10 ** 7), default=DEFAULT_WINDOWS, help="windows per set (>= 2000 for the record)")
     p.add_argument("--window-frames", type=int_range(1, 100_000), default=DEFAULT_WINDOW_FRAMES, help="frames per window")
     p.add_argument("--seed", type=seed(), default=0, help="seed of the window and latent draws")
+    p.add_argument("--seeds", default="4", help="render seeds for the render stats: a count (4 = seeds 1-4), "
+                   "a range (11-14) or a list (1,5,9)")
+    p.add_argument("--render-seconds", type=finite_float(0, 3600, lo_open=True), default=20.0, help="length of each render (and real clip)")
+    p.add_argument("--real-clips", type=int_range(1, 10000), default=REAL_CLIPS, help="test-split (and real-chunk) clips of "
+                   "--render-seconds for the render stats' reference (real files vary a lot: 16 as the issue)")
+    p.add_argument("--no-render", action="store_true", help="skip the render stats (FD/NDB only)")
     p.set_defaults(func=_eval_prior)

@@ -6,6 +6,7 @@ left context carried as explicit state), so it streams one latent step at a
 time and the first frame of a step already hears that step's latent::
 
     z       (B, latent, S)          one vector per step, N(0, I)
+     | [front: StreamConv1d + ResBlocks -> (B, code, S)]   two-level prior only (training.prior.twolevel)
      | StreamConv1d(kernel 2)        also sees the previous latent: transitions
      | ResBlock x n                  latent rate
      | PhaseUpsample x4 + ResBlocks  4 sub-steps per step
@@ -52,6 +53,27 @@ class ResBlock(nn.Module):
         return x + self.pointwise(F.leaky_relu(h, SLOPE), state)
 
 
+class Front(nn.Module):
+    """``(batch, latent, S) -> (batch, code_size, S)``: noise to autoencoder codes, causal, at the latent rate.
+
+    The two-level prior's GAN (``training.prior.twolevel``): it learns which codes follow which, so
+    the decoder after it plays phrases rather than a fresh random code every step.
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        c = config.front_channels
+        self.input = StreamConv1d(config.latent_size, c, config.kernel_size, weight_norm=True)
+        self.blocks = nn.ModuleList(ResBlock(c, config.kernel_size, d) for d in config.front_dilations)
+        self.output = StreamConv1d(c, config.code_size, 1, weight_norm=True)
+
+    def forward(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        x = self.input(z, state)
+        for block in self.blocks:
+            x = block(x, state)
+        return self.output(F.leaky_relu(x, SLOPE), state)
+
+
 class Generator(nn.Module):
     """``(batch, latent_size, steps) -> (batch, n_mels, steps * latent_frames)`` in [-1, 1]."""
 
@@ -60,7 +82,9 @@ class Generator(nn.Module):
         self.config = config = config or GeneratorConfig()
         self.latent_size = config.latent_size
         self.latent_frames = config.latent_frames
-        self.input = StreamConv1d(config.latent_size, config.channels[0], config.latent_kernel, weight_norm=True)
+        self.front = Front(config) if config.code_size else None
+        self.input = StreamConv1d(config.decoder_input_size, config.channels[0], config.latent_kernel,
+                                  weight_norm=True)
         self.upsamplers = nn.ModuleList()
         self.stages = nn.ModuleList()
         for i, dilations in enumerate(config.dilations):
@@ -89,7 +113,7 @@ class Generator(nn.Module):
     def first_layer(self, z: torch.Tensor) -> torch.Tensor:
         """``(batch, latent, S) -> (batch, channels[0], S)``: latent-rate features (GANSpace's layer), offline."""
         self._check(z)
-        x = self.input(z)
+        x = self.input(self.front(z) if self.front is not None else z)
         for block in self.stages[0]:
             x = block(x)
         return x
@@ -97,7 +121,13 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         """``(batch, latent, steps) -> (batch, n_mels, steps * latent_frames)``; offline when ``state`` is None."""
         self._check(z)
-        x = self.input(z, state)
+        if self.front is not None:
+            z = self.front(z, state)
+        return self.decode(z, state)
+
+    def decode(self, code: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        """``(batch, decoder_input_size, steps) -> mel``: the network after the front."""
+        x = self.input(code, state)
         for i, blocks in enumerate(self.stages):
             if i > 0:
                 x = self.upsamplers[i - 1](F.leaky_relu(x, SLOPE), state)

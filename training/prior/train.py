@@ -277,6 +277,16 @@ class PriorTask(GANTask):
                                    self.config.eval_windows, self.config.eval_window_frames,
                                    np.random.default_rng(1234), spec=self.spec, batch=16)
         metrics = reference.score(windows)
+        try:   # onsets, flatness, contrast and chroma of 2 x 10 s vocoded renders: the curve hears the music
+            from melsynth.training.prior.evaluate import learning_curve_point
+
+            point = learning_curve_point(torch_sample_fn(g, device), reference, g.latent_size, g.latent_frames,
+                                         windows=windows)
+            metrics.update({k: v for k, v in point.items() if k not in metrics})
+            if self.reference_cache is not None:
+                reference.save(self.reference_cache)   # keeps the real clips' stats for the next validation
+        except Exception as exc:  # a nicety beside FD/NDB; never stop training for it
+            print(f"prior validation: no render statistics ({type(exc).__name__}: {exc})")
         metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
         images = {"generated_top_real_bottom": mel_grid_image(windows[:4], reference.real_examples[:4], self.spec)}
         audio = {}

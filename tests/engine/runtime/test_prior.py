@@ -136,7 +136,8 @@ def test_eval_prior_cli_reports_and_writes_json_and_plots(exported, tmp_path):
     corpus = make_synthetic_corpus(tmp_path / "corpus")
     out = tmp_path / "eval.json"
     assert main(["eval", "prior", "--bundle", str(exported[0]), "--corpus", str(corpus), "--json", str(out),
-                 "--plots", str(tmp_path / "plots"), "--windows", "64", "--window-frames", "32"]) == 0
+                 "--plots", str(tmp_path / "plots"), "--windows", "64", "--window-frames", "32",
+                 "--no-render"]) == 0   # render stats: tests/test_prior_eval_cli.py
     metrics = json.loads(out.read_text())
     for key in ("fd_mel", "fd_floor", "fd_ratio", "fd_gaussian", "fd_shuffled", "ndb", "ndb_floor"):
         assert np.isfinite(metrics[key]), key

@@ -128,3 +128,120 @@ def test_reference_save_load_scores_identically(reference, tmp_path):
     windows = np.random.default_rng(9).uniform(-4, 0, size=(50, 256, 32)).astype(np.float32)
     assert again.score(windows) == reference.score(windows)
     assert again.fd == reference.fd and again.real_examples.shape == reference.real_examples.shape
+
+
+# --------------------------------------------------------------------------- real-chunk baseline
+def _indexed_split(files: int = 3, frames: int = 60):
+    """A SplitMels whose every frame is unique: bin 0 = file, bin 1 = frame index."""
+    from melsynth.training.prior.data import SplitMels
+
+    mels = []
+    for f in range(files):
+        m = np.zeros((256, frames), np.float32)
+        m[0], m[1] = f, np.arange(frames)
+        mels.append(m)
+    return SplitMels(corpus_dir=".", split="train", mels=mels, paths=[f"f{f}" for f in range(files)])
+
+
+def test_real_chunk_windows_are_runs_of_consecutive_train_frames():
+    from melsynth.training.prior.evaluate import real_chunk_windows
+
+    split, chunk = _indexed_split(), 8
+    w = real_chunk_windows(split, 20, 30, chunk, np.random.default_rng(0))
+    assert w.shape == (20, 256, 30)
+    seams = 0
+    for window in w:
+        f, i = window[0].astype(int), window[1].astype(int)
+        run = 1
+        for t in range(1, 30):
+            if f[t] == f[t - 1] and i[t] == i[t - 1] + 1 and run < chunk:
+                run += 1
+            else:                      # a seam: the previous run was a whole chunk (or the cropped first one)
+                seams += 1
+                run = 1
+        # every frame is a real train frame
+        assert all(np.array_equal(window[:, t], split.mels[f[t]][:, i[t]]) for t in range(30))
+    assert seams >= 20 * (30 // chunk - 1)  # chunks are independent draws, not a contiguous window
+
+
+def test_reference_reports_real_chunk_baseline(reference):
+    rng = np.random.default_rng(11)
+    s = reference.score(rng.uniform(-4, 0, size=(200, 256, 32)).astype(np.float32))
+    assert np.isfinite(s["fd_real_chunks"]) and s["fd_ratio_real_chunks"] == pytest.approx(
+        s["fd_real_chunks"] / s["fd_floor"])
+    # cut-and-paste of real mel is closer to the test split than frames with no time order
+    assert reference.fd["floor"] < reference.fd["real_chunks"] < reference.fd["shuffled"]
+    assert 0 <= s["ndb_real_chunks"] <= 50
+
+
+def test_saved_reference_without_new_fields_loads_with_nan_baseline(reference, tmp_path):
+    import json
+
+    path = reference.save(tmp_path / "ref.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    for key in ("ndb_real_chunks", "chunk_frames", "corpus_dir", "render_reference"):
+        meta.pop(key)
+    meta["fd"].pop("real_chunks")
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = PriorReference.load(tmp_path / "old.npz")
+    s = old.score(np.random.default_rng(1).uniform(-4, 0, size=(50, 256, 32)).astype(np.float32))
+    assert np.isnan(s["fd_real_chunks"]) and np.isnan(s["ndb_real_chunks"]) and np.isfinite(s["fd_ratio"])
+    again = PriorReference.load(old.save(tmp_path / "resaved.npz"))   # JSON has no NaN: saved as null
+    assert np.isnan(again.fd["real_chunks"]) and again.fd["floor"] == reference.fd["floor"]
+
+
+# --------------------------------------------------------------------------- contact sheet, learning curve
+def _synthetic_sample(latent_frames: int = 4, seed: int = 0):
+    """A torch-free SampleFn drawing music-like synthetic mel (normalised)."""
+    from tests.prior_fixtures import synthetic_log_mel
+
+    spec, rng = MelSpec(), np.random.default_rng(seed)
+
+    def sample(z):
+        b, _, steps = z.shape
+        return np.stack([spec.normalize(synthetic_log_mel(steps * latent_frames, rng, spec)) for _ in range(b)])
+
+    return sample
+
+
+def test_contact_sheet_png_shape(reference, tmp_path):
+    import matplotlib.image
+
+    from melsynth.training.prior.evaluate import contact_sheet, contact_windows
+
+    gen, real = contact_windows(_synthetic_sample(), 3, 4, reference, np.random.default_rng(0))
+    frames = round(6.0 * MelSpec().frame_rate)
+    assert gen.shape == (8, 256, frames) and real.shape == (8, 256, frames)
+    path = contact_sheet(tmp_path / "sheet.png", gen, real)
+    img = matplotlib.image.imread(path)
+    assert img.shape[:2] == (960, 1280)
+    assert img[..., :3].std() > 0.05  # not blank
+
+
+def test_learning_curve_point_keys_finite_and_cheap(reference):
+    import time
+
+    from melsynth.training.prior.evaluate import learning_curve_point
+    from melsynth.training.prior.render_stats import STAT_KEYS
+
+    t0 = time.process_time()
+    point = learning_curve_point(_synthetic_sample(), reference, latent_size=3, latent_frames=4, reference_clips=4)
+    assert time.process_time() - t0 < 20.0
+    for key in ("fd_ratio", "ndb", *STAT_KEYS, *(k + "_ratio" for k in STAT_KEYS)):
+        assert np.isfinite(point[key]), key
+    assert point["fd_ratio"] > 0 and point["onset_rate"] > 0
+    # the real figures are computed once and kept (and saved with the reference)
+    assert list(reference.render_reference_figures) == ["test:classical:classical:4x10s"]
+
+
+def test_parse_seeds():
+    from melsynth.training.prior.render_eval import parse_seeds
+
+    assert parse_seeds("4") == (1, 2, 3, 4)
+    assert parse_seeds("11-14") == (11, 12, 13, 14)
+    assert parse_seeds("1,5,9") == (1, 5, 9)
+    with pytest.raises(ValueError, match="--seeds 'x'"):
+        parse_seeds("x")

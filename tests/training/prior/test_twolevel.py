@@ -1,0 +1,205 @@
+"""The two-level prior: autoencoder run -> latent GAN run -> one streaming generator in a bundle."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.prior_fixtures import make_synthetic_corpus, one_thread, tiny_prior_config
+from melsynth.training.gan import RunLimits, TrainError, train
+from melsynth.training.nn.conv import run_chunks
+from melsynth.training.prior.config import ConfigError, GeneratorConfig
+from melsynth.training.prior.model import Generator
+from melsynth.training.prior.twolevel import (AutoencoderTask, LatentCritic, LatentGANTask, TwoLevelConfig, encode_mel,
+                                     latent_prior_config)
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_synthetic_corpus(tmp_path_factory.mktemp("twolevel") / "corpus")
+
+
+def two_level_generator_config() -> GeneratorConfig:
+    return dataclasses.replace(tiny_prior_config().generator, latent_size=6, code_size=10, front_channels=12,
+                               front_dilations=(1, 2))
+
+
+def test_front_streams_equal_offline_and_decoder_config_drops_it():
+    torch.manual_seed(0)
+    g = Generator(two_level_generator_config()).eval()
+    z = torch.randn(1, 6, 9)
+    with torch.no_grad():
+        offline = g(z)
+        chunks = torch.cat(run_chunks(g, z, [1, 3, 2, 3]), dim=2)
+    torch.testing.assert_close(chunks, offline, atol=1e-5, rtol=0)
+    dec = g.config.decoder_config()
+    assert (dec.latent_size, dec.code_size) == (10, 0)
+    # the composite's decoder parameters are exactly a front-less generator's
+    plain = {k for k in Generator(dec).state_dict()}
+    assert plain == {k for k in g.state_dict() if not k.startswith("front.")}
+
+
+def test_front_is_causal():
+    torch.manual_seed(1)
+    g = Generator(two_level_generator_config()).eval()
+    z = torch.randn(1, 6, 8)
+    z2 = z.clone()
+    z2[:, :, 5] += 3.0
+    with torch.no_grad():
+        a, b = g(z), g(z2)
+    lf = g.latent_frames
+    torch.testing.assert_close(a[:, :, :5 * lf], b[:, :, :5 * lf])
+    assert float((a[:, :, 5 * lf:6 * lf] - b[:, :, 5 * lf:6 * lf]).abs().max()) > 1e-4
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="code_size"):
+        GeneratorConfig(code_size=-1)
+    with pytest.raises(ConfigError, match="window_steps"):
+        TwoLevelConfig(window_steps=1)
+    with pytest.raises(ConfigError, match="unknown"):
+        TwoLevelConfig.from_dict({"nope": 1})
+
+
+def test_encode_mel_in_chunks_equals_one_pass():
+    from melsynth.training.prior.encoder import Encoder
+
+    torch.manual_seed(0)
+    enc = Encoder(16, 5, 4, channels=8).eval()
+    mel = np.random.default_rng(0).standard_normal((16, 4 * 600)).astype(np.float32)
+    chunked = encode_mel(enc, mel, 4)
+    with torch.no_grad():
+        whole = enc(torch.from_numpy(mel)[None])[0][0].numpy()
+    assert chunked.shape == (5, 600)
+    # away from chunk edges the receptive field is covered by the overlap
+    np.testing.assert_allclose(chunked, whole, atol=1e-4)
+
+
+def test_latent_critic_logits_and_standardisation():
+    critic = LatentCritic(10, 16, (1, 2))
+    critic.set_statistics(np.full(10, 5.0), np.full(10, 2.0))
+    codes = torch.randn(4, 10, 12) * 2 + 5
+    logits, features = critic(codes)
+    assert [tuple(l.shape) for l in logits] == [(4, 1, 12), (4, 1, 12)]
+    assert len(features) == 5
+
+
+def _autoencoder_run(corpus, tmp_path, steps):
+    prior = tiny_prior_config(generator=dataclasses.replace(tiny_prior_config().generator, latent_size=10))
+    task = AutoencoderTask(prior, TwoLevelConfig(), corpus)
+    run = tmp_path / "ae"
+    from melsynth.training.prior.train import default_trainer_config
+
+    cfg = default_trainer_config(
+        batch_size=4, lr_g=2e-3, betas=(0.9, 0.99), warmup_steps=0, validate_minutes=60)
+    train(task, cfg, run, RunLimits(max_steps=steps, progress=False))
+    return run, prior
+
+
+def test_autoencoder_learns_to_reconstruct(corpus, tmp_path):
+    run, prior = _autoencoder_run(corpus, tmp_path, 1)
+    task = AutoencoderTask(prior, TwoLevelConfig(), corpus)
+    from melsynth.training.prior.twolevel import load_autoencoder
+
+    before, _ = load_autoencoder(run)
+    first = task.validate(before, "cpu").metrics["recon_l1"]
+    run2, _ = _autoencoder_run(corpus, tmp_path / "more", 60)
+    after, _ = load_autoencoder(run2)
+    assert task.validate(after, "cpu").metrics["recon_l1"] < 0.8 * first
+
+
+def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus, tmp_path):
+    from melsynth.cli.main import main
+    from melsynth.engine.runtime.bundle import load_bundle
+    from melsynth.engine.runtime.prior import Prior
+
+    ae_run, ae_prior = _autoencoder_run(corpus, tmp_path, 3)
+    prior = latent_prior_config(ae_prior.to_dict(), latent_size=6, front_channels=12, front_dilations=(1, 2))
+    config = tmp_path / "latent.json"
+    config.write_text(json.dumps({"prior": prior.to_dict(),
+                                  "trainer": {"batch_size": 4, "warmup_steps": 0, "validate_minutes": 60},
+                                  "twolevel": {"autoencoder": str(ae_run), "window_steps": 6, "warmup_steps": 2,
+                                               "critic_channels": 16, "critic_dilations": [1, 2]}}))
+    run = tmp_path / "latent"
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
+                 "--steps", "3", "--no-progress"]) == 0
+    assert (run / "train_codes.npz").is_file()
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    from melsynth.training.prior.twolevel import load_autoencoder
+
+    ae, _ = load_autoencoder(ae_run)
+    decoder = ae.ema.state_dict()
+    # the decoder stayed frozen in the trained net; the front moved away from its start
+    for k, v in decoder.items():
+        torch.testing.assert_close(state["generator"]["net." + k], v)
+    bundle = tmp_path / "bundle"
+    assert main(["export", "prior", str(run), "--bundle", str(bundle), "--pca", "2", "--pca-latents", "500",
+                 "--regress", "100", "--verify", "20", "--fit-steps", "1"]) == 0
+    b = load_bundle(bundle)
+    assert b.prior.latent_size == 6
+    mel = Prior(b).offline(np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32))
+    assert mel.shape[-1] == 5 * b.prior.latent_frames and np.isfinite(mel).all()
+    from melsynth.training.prior.from_bundle import generator_from_bundle
+
+    assert generator_from_bundle(bundle).front is not None   # rebuilt with its front, parity checked
+    # the front with another decoder of the same shape (an adversarial fine-tune's)
+    ae2, _ = _autoencoder_run(corpus, tmp_path / "second", 2)
+    bundle2 = tmp_path / "bundle2"
+    assert main(["export", "prior", str(run), "--decoder", str(ae2), "--bundle", str(bundle2),
+                 "--no-directions"]) == 0
+    from melsynth.training.onnx_export import remove_weight_norm
+    from melsynth.training.prior.twolevel import load_autoencoder as _load
+
+    rebuilt = generator_from_bundle(bundle2).state_dict()
+    for k, v in remove_weight_norm(_load(ae2)[0].ema).state_dict().items():
+        torch.testing.assert_close(rebuilt[k], v, atol=1e-5, rtol=0)
+    assert json.loads((bundle2 / "bundle.json").read_text())["prior"]["training"]["decoder_run"]
+
+
+def test_latent_gan_refuses_a_decoder_of_another_shape(corpus, tmp_path):
+    ae_run, ae_prior = _autoencoder_run(corpus, tmp_path, 1)
+    prior = latent_prior_config(ae_prior.to_dict(), latent_size=6, front_channels=12, front_dilations=(1,))
+    other = dataclasses.replace(prior, generator=dataclasses.replace(prior.generator, channels=(8, 8, 8)))
+    task = LatentGANTask(other, TwoLevelConfig(autoencoder=str(ae_run)), corpus)
+    with pytest.raises(TrainError, match="differs"):
+        task.build_generator()
+    with pytest.raises(ConfigError, match="front"):
+        LatentGANTask(tiny_prior_config(), TwoLevelConfig(autoencoder=str(ae_run)), corpus)
+
+
+def test_walk_noise_is_unit_normal_per_step_and_correlated_in_time():
+    from melsynth.training.prior.twolevel import walk_noise
+
+    torch.manual_seed(0)
+    z = walk_noise(4000, 8, 12, 0.5, "cpu")
+    walked, iid = z[:2000], z[2000:]
+    for part in (walked, iid):
+        assert abs(float(part.std()) - 1.0) < 0.03 and abs(float(part.mean())) < 0.03
+    lag1 = lambda x: float((x[:, :, 1:] * x[:, :, :-1]).mean())
+    assert lag1(walked) > 0.3 and abs(lag1(iid)) < 0.03
+
+
+def test_adversarial_decoder_fine_tune_keeps_the_encoder(corpus, tmp_path):
+    from melsynth.training.gan import with_generator_init
+    from melsynth.training.prior.train import default_trainer_config
+    from melsynth.training.prior.twolevel import load_autoencoder
+
+    ae_run, prior = _autoencoder_run(corpus, tmp_path, 2)
+    task = with_generator_init(AutoencoderTask(prior, TwoLevelConfig(adversarial=0.5, freeze_encoder=True), corpus),
+                               ae_run / "checkpoint.pt")
+    run = tmp_path / "gan"
+    train(task, default_trainer_config(batch_size=4, warmup_steps=0, validate_minutes=60), run,
+          RunLimits(max_steps=3, progress=False))
+    before, _ = load_autoencoder(ae_run / "checkpoint.pt")
+    after = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert after["discriminator"] is not None
+    for k, v in before.encoder.state_dict().items():
+        torch.testing.assert_close(after["generator"]["encoder." + k], v)
+    moved = [float((after["generator"]["net." + k] - v).abs().max()) for k, v in before.net.state_dict().items()]
+    assert max(moved) > 0
