@@ -11,7 +11,6 @@ O=${OUT:-runs/engine_figures}
 mkdir -p $O
 uptime > $O/engine_load.txt
 for i in 1 2 3; do $M bench --json > $O/bench_quick$i.json 2> $O/bench_quick$i.err; uptime >> $O/engine_load.txt; done
-$M bench --json --bundle models/large > $O/bench_large.json 2> $O/bench_large.err
 for k in 2 4; do $M bench --json --frames-per-step $k > $O/bench_fps$k.json 2> $O/bench_fps$k.err; done
 uptime >> $O/engine_load.txt
 jackd --no-realtime -d dummy -r 48000 -p 256 > $O/jackd.log 2>&1 &

@@ -39,7 +39,7 @@ TREE: tuple[Command | Group, ...] = (
     Command("render", "melsynth.engine.cli.headless:register_render",
             "melsynth render --seconds 20 --seed 1 --out noise.wav --png noise.png"),
     Command("resynth", "melsynth.engine.cli.resynth:register", "melsynth resynth input.flac --out out.wav"),
-    Command("app", "melsynth.app.cli:register_app", "melsynth app --bundle models/large"),
+    Command("app", "melsynth.app.cli:register_app", "melsynth app --bundle models/default"),
     Command("bench", "melsynth.engine.cli.headless:register_bench", "melsynth bench --json"),
     Group("bundle", "inspect and maintain a model bundle (ONNX graphs + bundle.json)", (
         Command("info", "melsynth.engine.cli.info:register", "melsynth bundle info --bundle models/default"),
