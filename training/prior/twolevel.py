@@ -43,7 +43,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from melsynth.engine.dsp.features import MelSpec
 from melsynth.training.gan import GANTask, LossOutput, TrainError, Validation, unwrap
-from melsynth.training.prior.config import ConfigError, PriorConfig
+from melsynth.training.prior.config import ConfigError, PriorConfig, _from_dict
 from melsynth.training.prior.encoder import kl_to_standard_normal, reparameterise
 from melsynth.training.prior.losses import critic_hinge_loss, feature_matching_loss, generator_hinge_loss
 from melsynth.training.prior.train import PriorModule, PriorTask
@@ -78,14 +78,7 @@ class TwoLevelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TwoLevelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"twolevel config: unknown field(s) {', '.join(unknown)}")
-        data = dict(data)
-        if "critic_dilations" in data:
-            data["critic_dilations"] = tuple(data["critic_dilations"])
-        return cls(**data)
+        return _from_dict(cls, data, "twolevel config")
 
 
 # =========================================================================== level 1: the autoencoder
