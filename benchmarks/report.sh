@@ -9,6 +9,7 @@
 #   melsynth eval vocoder (16 test clips)      every vocoder of models/default against Griffin-Lim
 #                                              (the slow part)
 #   melsynth eval prior (2,000 windows)        the prior of every bundle in models/ that has one
+#   benchmarks/walk_settings.py                render statistics of models/default per walk setting
 # Run it on an idle machine: most figures are speeds.
 # Environment: MELSYNTH (the melsynth command), PYTHON, OUT (default docs/benchmarks.md).
 set -euo pipefail
@@ -52,6 +53,10 @@ if [ $skip_prior -eq 0 ]; then
     "$M" eval prior --bundle "models/$name" --corpus "$corpus" --json "$work/prior_$name.json" \
       > "$work/prior_$name.log" 2>&1
   done
+fi
+if [ $skip_prior -eq 0 ]; then
+  echo "report.sh: benchmarks/walk_settings.py (render statistics per walk setting)" >&2
+  "$PY" benchmarks/walk_settings.py --bundle models/default > "$work/walk.jsonl" 2> "$work/walk.log"
 fi
 "$PY" benchmarks/report_md.py markdown "$work" > "$work/benchmarks.md"
 mkdir -p "$(dirname "$OUT")"

@@ -144,7 +144,22 @@ def markdown(work: Path) -> str:
         lines += prior_section(priors)
     else:
         lines += ["## Priors: `melsynth eval prior`", "", "Not run in this report (`--skip-prior-eval`).", ""]
+    walk = work / "walk.jsonl"
+    if walk.is_file() and walk.read_text().strip():
+        lines += walk_section([json.loads(line) for line in walk.read_text().splitlines() if line.strip()])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def walk_section(rows: list[dict]) -> list[str]:
+    """Render statistics of models/default per latent-walk setting (``benchmarks/walk_settings.py``)."""
+    keys = ("onset_rate", "flatness", "contrast_db", "chroma_movement")
+    out = ["## Walk settings: `python benchmarks/walk_settings.py`", "",
+           "Renders of `models/default` (seeds 1-4, 20 s each) per walk speed and spread; the defaults are "
+           "`engine/stream/controls.py`'s `WALK_SPEED`, `WALK_SPREAD`.", "",
+           "| speed | spread | " + " | ".join(keys) + " |", "|" + " --- |" * (2 + len(keys))]
+    for r in rows:
+        out.append(f"| {r['walk_speed']} | {r['walk_spread']} | " + " | ".join(f"{r[k]:.4g}" for k in keys) + " |")
+    return out + [""]
 
 
 def main(argv: list[str]) -> int:
