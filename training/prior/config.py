@@ -56,6 +56,11 @@ class GeneratorConfig:
     code_size: int = 0
     front_channels: int = 256
     front_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    # The front's slow path (``model.SlowLatent``): ``front_slow_channels`` running averages of the
+    # noise over the last ``front_slow_steps`` steps, so loudness and timbre can persist for seconds
+    # even from i.i.d. noise. 0: none.
+    front_slow_channels: int = 0
+    front_slow_steps: int = 24
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,6 +78,11 @@ class GeneratorConfig:
         if self.code_size < 0 or (self.code_size and (self.front_channels < 1 or not self.front_dilations)):
             problems.append(f"code_size={self.code_size} must be >= 0, and a front needs front_channels >= 1 "
                             f"and at least one dilation (got {self.front_channels}, {self.front_dilations})")
+        if self.front_slow_channels < 0 or (self.front_slow_channels and self.front_slow_steps < 2):
+            problems.append(f"front_slow_channels={self.front_slow_channels} must be >= 0, with "
+                            f"front_slow_steps >= 2 (got {self.front_slow_steps})")
+        if self.front_slow_channels and not self.code_size:
+            problems.append("front_slow_channels needs a front (code_size > 0)")
         if self.kernel_size < 1 or self.latent_kernel < 1:
             problems.append("kernel sizes must be >= 1")
         if problems:

@@ -6,7 +6,8 @@ left context carried as explicit state), so it streams one latent step at a
 time and the first frame of a step already hears that step's latent::
 
     z       (B, latent, S)          one vector per step, N(0, I)
-     | [front: StreamConv1d + ResBlocks -> (B, code, S)]   two-level prior only (training.prior.twolevel)
+     | [front: StreamConv1d (+ SlowLatent) + ResBlocks -> (B, code, S)]   two-level prior only
+     |                               (training.prior.twolevel)
      | StreamConv1d(kernel 2)        also sees the previous latent: transitions
      | ResBlock x n                  latent rate
      | PhaseUpsample x4 + ResBlocks  4 sub-steps per step
@@ -53,6 +54,45 @@ class ResBlock(nn.Module):
         return x + self.pointwise(F.leaky_relu(h, SLOPE), state)
 
 
+class SlowLatent(nn.Module):
+    """``(batch, latent, S) -> (batch, channels, S)``: causal running averages of the noise, over seconds.
+
+    Real music keeps its loudness, register and instrument for many seconds; a front fed
+    i.i.d. noise per step has to integrate dozens of inputs to hold anything that long,
+    and a GAN finds that slowly. This path hands it the integrals: channel ``c`` starts as
+    an exponential average (decay ``a_c``, time constants spread from 2 to ``steps / 2``
+    steps) of one random direction of the noise, over the last ``steps`` steps, scaled to
+    unit variance for N(0, I) noise. The weights stay trainable; the state is ``steps - 1``
+    latent vectors::
+
+        step      t-steps+1  ...  t-2   t-1   t
+        weight    a^(steps-1) ... a^2   a^1   1     (x one direction, / norm)
+
+    ``out`` is the zero-initialised map into the front's channels, so a front that gains this
+    path starts as exactly the front it was (a warm start keeps its training).
+    """
+
+    def __init__(self, latent_size: int, channels: int, steps: int, out_channels: int):
+        super().__init__()
+        self.average = StreamConv1d(latent_size, channels, steps, bias=False)
+        self.out = StreamConv1d(channels, out_channels, 1)
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            directions = F.normalize(torch.randn(channels, latent_size, generator=gen), dim=1)
+            taus = torch.logspace(torch.log10(torch.tensor(2.0)), torch.log10(torch.tensor(max(steps / 2, 2.0))),
+                                  channels)
+            decay = torch.exp(-1.0 / taus)                                      # (channels,)
+            lags = torch.arange(steps - 1, -1, -1, dtype=torch.float32)        # tap k sees step t - lag
+            taps = decay[:, None] ** lags[None, :]                             # (channels, steps)
+            taps = taps / taps.norm(dim=1, keepdim=True)
+            self.average.conv.weight.copy_(directions[:, :, None] * taps[:, None, :])
+            self.out.conv.weight.zero_()
+            self.out.conv.bias.zero_()
+
+    def forward(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        return self.out(self.average(z, state), state)
+
+
 class Front(nn.Module):
     """``(batch, latent, S) -> (batch, code_size, S)``: noise to autoencoder codes, causal, at the latent rate.
 
@@ -64,11 +104,15 @@ class Front(nn.Module):
         super().__init__()
         c = config.front_channels
         self.input = StreamConv1d(config.latent_size, c, config.kernel_size, weight_norm=True)
+        self.slow = (SlowLatent(config.latent_size, config.front_slow_channels, config.front_slow_steps, c)
+                     if config.front_slow_channels else None)
         self.blocks = nn.ModuleList(ResBlock(c, config.kernel_size, d) for d in config.front_dilations)
         self.output = StreamConv1d(c, config.code_size, 1, weight_norm=True)
 
     def forward(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         x = self.input(z, state)
+        if self.slow is not None:
+            x = x + self.slow(z, state)
         for block in self.blocks:
             x = block(x, state)
         return self.output(F.leaky_relu(x, SLOPE), state)

@@ -25,21 +25,30 @@ def corpus(tmp_path_factory):
     return make_synthetic_corpus(tmp_path_factory.mktemp("twolevel") / "corpus")
 
 
-def two_level_generator_config() -> GeneratorConfig:
+def two_level_generator_config(slow_channels: int = 0) -> GeneratorConfig:
     return dataclasses.replace(tiny_prior_config().generator, latent_size=6, code_size=10, front_channels=12,
-                               front_dilations=(1, 2))
+                               front_dilations=(1, 2), front_slow_channels=slow_channels, front_slow_steps=5)
 
 
-def test_front_streams_equal_offline_and_decoder_config_drops_it():
+def _randomise_slow_path(g: Generator) -> None:
+    with torch.no_grad():
+        for p in g.front.slow.out.parameters():
+            p.normal_()
+
+
+@pytest.mark.parametrize("slow_channels", [0, 3])
+def test_front_streams_equal_offline_and_decoder_config_drops_it(slow_channels):
     torch.manual_seed(0)
-    g = Generator(two_level_generator_config()).eval()
-    z = torch.randn(1, 6, 9)
+    g = Generator(two_level_generator_config(slow_channels)).eval()
+    if slow_channels:
+        _randomise_slow_path(g)
+    z = torch.randn(1, 6, 12)
     with torch.no_grad():
         offline = g(z)
-        chunks = torch.cat(run_chunks(g, z, [1, 3, 2, 3]), dim=2)
+        chunks = torch.cat(run_chunks(g, z, [1, 3, 2, 3, 1, 2]), dim=2)
     torch.testing.assert_close(chunks, offline, atol=1e-5, rtol=0)
     dec = g.config.decoder_config()
-    assert (dec.latent_size, dec.code_size) == (10, 0)
+    assert (dec.latent_size, dec.code_size, dec.front_slow_channels) == (10, 0, 0)
     # the composite's decoder parameters are exactly a front-less generator's
     plain = {k for k in Generator(dec).state_dict()}
     assert plain == {k for k in g.state_dict() if not k.startswith("front.")}
@@ -58,9 +67,38 @@ def test_front_is_causal():
     assert float((a[:, :, 5 * lf:6 * lf] - b[:, :, 5 * lf:6 * lf]).abs().max()) > 1e-4
 
 
+def test_slow_path_starts_silent_and_remembers_for_its_steps():
+    from melsynth.training.prior.model import SlowLatent
+
+    torch.manual_seed(2)
+    plain = Generator(two_level_generator_config(0)).eval()
+    slow = Generator(two_level_generator_config(3)).eval()
+    missing, unexpected = slow.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("front.slow.") for k in missing) and missing
+    z = torch.randn(2, 6, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(slow(z), plain(z))      # a warm start keeps what the front learned
+    path = SlowLatent(latent_size=8, channels=4, steps=12, out_channels=5)
+    with torch.no_grad():
+        averages = path.average(torch.randn(64, 8, 400))[:, :, 11:]
+        impulse = torch.zeros(1, 8, 20)
+        impulse[:, :, 2] = 1.0
+        response = path.average(impulse)[0].abs().sum(0)
+    # unit variance for N(0, I) noise, each channel a different time scale
+    assert torch.allclose(averages.var(dim=(0, 2)), torch.ones(4), atol=0.12)
+    assert bool((response[2:14] > 0).all()) and float(response[14:].abs().max()) == 0.0 and float(response[:2].max()) == 0.0
+    taps = path.average.conv.weight.detach()
+    memory = [float(taps[c].norm(dim=0)[:3].sum() / taps[c].norm(dim=0).sum()) for c in range(4)]
+    assert memory == sorted(memory) and memory[0] < memory[-1]   # longer time constants weigh the past more
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="code_size"):
         GeneratorConfig(code_size=-1)
+    with pytest.raises(ConfigError, match="front_slow_channels"):
+        GeneratorConfig(front_slow_channels=4)               # no front to feed
+    with pytest.raises(ConfigError, match="front_slow_steps"):
+        GeneratorConfig(code_size=8, front_slow_channels=4, front_slow_steps=1)
     with pytest.raises(ConfigError, match="window_steps"):
         TwoLevelConfig(window_steps=1)
     with pytest.raises(ConfigError, match="unknown"):
@@ -121,6 +159,8 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
 
     ae_run, ae_prior = _autoencoder_run(corpus, tmp_path, 3)
     prior = latent_prior_config(ae_prior.to_dict(), latent_size=6, front_channels=12, front_dilations=(1, 2))
+    prior = dataclasses.replace(prior, generator=dataclasses.replace(prior.generator, front_slow_channels=3,
+                                                                     front_slow_steps=4))
     config = tmp_path / "latent.json"
     config.write_text(json.dumps({"prior": prior.to_dict(),
                                   "trainer": {"batch_size": 4, "warmup_steps": 0, "validate_minutes": 60},
