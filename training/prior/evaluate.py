@@ -241,6 +241,35 @@ def generate_windows(sample: SampleFn, latent_size: int, latent_frames: int, n: 
     return spec.denormalize(np.concatenate(out)[:n]).astype(np.float32)
 
 
+def walk_latents(latent_size: int, steps: int, seed: int, speed: float, spread: float) -> np.ndarray:
+    """``(latent_size, steps)``: the engine's latents for a render of ``seed`` (``melsynth render --seed``).
+
+    The latent point of ``seed`` wandering by the engine's seeded walk at ``speed`` and ``spread``,
+    built by the engine's own ``RandomWalk`` and ``latent_point``, step for step as the app plays.
+    """
+    from melsynth.engine.offline.render import walk_controls
+    from melsynth.engine.stream.controls import RandomWalk, latent_point
+
+    controls = walk_controls(seed, speed, spread)
+    walk = RandomWalk(latent_size, controls.walk_seed)
+    return np.stack([latent_point(controls, (), latent_size, walk.advance(controls.safe_walk_speed).copy())
+                     for _ in range(steps)], axis=1).astype(np.float32)
+
+
+def walk_sample_fn(sample: SampleFn, speed: float, spread: float, first_seed: int = 1) -> SampleFn:
+    """``sample`` fed the engine's walk instead of i.i.d. latents: sequence ``k`` of the calls plays
+    seed ``first_seed + k`` (only the shape of the noise handed in is used)."""
+    count = [0]
+
+    def walked(z: np.ndarray) -> np.ndarray:
+        b, latent_size, steps = z.shape
+        seeds = range(first_seed + count[0], first_seed + count[0] + b)
+        count[0] += b
+        return sample(np.stack([walk_latents(latent_size, steps, s, speed, spread) for s in seeds]))
+
+    return walked
+
+
 # --------------------------------------------------------------------------- the reference
 class PriorReference:
     """Everything about the corpus that scoring a prior needs, computed once.
@@ -568,6 +597,11 @@ def format_report(metrics: dict[str, float]) -> str:
         f"NDB (k={int(metrics['ndb_bins'])}, vs train-frame bins): model {int(metrics['ndb'])} bins differ; "
         f"floors: other train frames {int(metrics['ndb_floor_train'])}, test-split frames {int(metrics['ndb_floor'])}; "
         f"real chunks {_int_or_nan(metrics['ndb_real_chunks'])}",
+    ]
+    if "fd_ratio_walk" in metrics:
+        lines.append(f"the engine's walk (speed {metrics['walk_speed']:g}, spread {metrics['walk_spread']:g}; one window "
+                     f"per seed): fd_ratio {metrics['fd_ratio_walk']:.3f}, NDB {int(metrics['ndb_walk'])}")
+    lines += [
         "beats baselines: " + ("yes" if metrics["fd_mel"] < min(metrics["fd_gaussian"], metrics["fd_shuffled"])
                                else "no") + "; beats real chunks: "
         + ("yes" if metrics["fd_mel"] < metrics["fd_real_chunks"] else "no"),
@@ -620,6 +654,15 @@ def _eval_prior(args: argparse.Namespace) -> int:
     generated = generate_windows(sample, prior.latent_size, prior.latent_frames, args.windows,
                                  args.window_frames, rng, spec=bundle.mel, batch=1)
     metrics = reference.score(generated)
+    if not args.no_walk:
+        from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD
+
+        walked = generate_windows(walk_sample_fn(sample, WALK_SPEED, WALK_SPREAD), prior.latent_size,
+                                  prior.latent_frames, args.windows, args.window_frames, rng, spec=bundle.mel,
+                                  batch=1, windows_per_sequence=1)
+        walk_scores = reference.score(walked)
+        metrics.update(fd_ratio_walk=walk_scores["fd_ratio"], ndb_walk=walk_scores["ndb"],
+                       walk_speed=WALK_SPEED, walk_spread=WALK_SPREAD)
     if not args.no_render:
         metrics.update(bundle_render_stats(bundle, reference, seeds, args.render_seconds, args.real_clips))
     metrics["seconds"] = round(time.monotonic() - t0, 1)
@@ -696,4 +739,6 @@ def register_eval(group_sub) -> None:
     p.add_argument("--real-clips", type=int_range(1, 10000), default=REAL_CLIPS, help="test-split (and real-chunk) clips of "
                    "--render-seconds for the render stats' reference (real files vary a lot: 16 as the issue)")
     p.add_argument("--no-render", action="store_true", help="skip the render stats (FD/NDB only)")
+    p.add_argument("--no-walk", action="store_true", help="skip FD/NDB of windows played by the engine's walk "
+                   "at its default speed and spread (one window per seed)")
     p.set_defaults(func=_eval_prior)

@@ -26,14 +26,14 @@ def test_eval_prior_prints_and_writes_render_stats_baselines_and_contact_sheet(t
                  "--seeds", "2", "--render-seconds", "3", "--real-clips", "3"]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads(out.read_text())
-    keys = ["fd_ratio_real_chunks", "ndb_real_chunks"]
+    keys = ["fd_ratio_real_chunks", "ndb_real_chunks", "fd_ratio_walk", "ndb_walk"]
     for k in STAT_KEYS:
         keys += [k, k + "_ratio", "test_" + k, "real_chunks_" + k, "real_chunks_" + k + "_ratio"]
     for key in keys:
         assert np.isfinite(metrics[key]), key
     assert (metrics["render_seeds"], metrics["render_seconds"], metrics["real_clips"]) == (2, 3, 3)
     assert metrics["onset_rate_ratio"] == pytest.approx(metrics["onset_rate"] / metrics["test_onset_rate"])
-    for word in ("real chunks", "render stats", "onset_rate", "flatness", "contrast_db", "chroma_movement"):
+    for word in ("the engine's walk", "real chunks", "render stats", "onset_rate", "flatness", "contrast_db", "chroma_movement"):
         assert word in printed, word
     img = matplotlib.image.imread(plots / "contact_sheet.png")
     assert img.shape[:2] == (960, 1280)
@@ -46,3 +46,36 @@ def test_eval_prior_bad_seeds_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", "prior", "--bundle", str(shared_tiny_prior_bundle()), "--corpus", str(corpus),
                  "--seeds", "many"]) == 2
     assert "--seeds 'many'" in capsys.readouterr().err
+
+
+def test_walk_latents_are_what_the_engine_feeds_its_prior_for_that_seed():
+    from melsynth.engine.dsp.features import MelSpec
+    from melsynth.engine.offline.render import walk_controls
+    from melsynth.engine.stream.sources import LatentSource
+    from melsynth.training.prior.evaluate import walk_latents, walk_sample_fn
+
+    spec = MelSpec()
+
+    class RecordingPrior:
+        latent_size, latent_frames, directions = 5, 4, ()
+
+        def __init__(self):
+            self.seen = []
+
+        def step(self, z):
+            self.seen.append(np.array(z))
+            return np.zeros((spec.n_mels, self.latent_frames), np.float32)
+
+    prior = RecordingPrior()
+    source = LatentSource(prior, spec, walk_controls(7, 0.6, 0.9))
+    source.next_frames(prior.latent_frames * 6)
+    np.testing.assert_allclose(np.stack(prior.seen, axis=1), walk_latents(5, 6, 7, 0.6, 0.9), rtol=0, atol=1e-6)
+    # the sampler plays consecutive seeds, one per sequence, whatever noise it is handed
+    calls = []
+    sampler = walk_sample_fn(lambda z: calls.append(z) or z, 0.6, 0.9, first_seed=7)
+    sampler(np.zeros((2, 5, 6), np.float32))
+    sampler(np.ones((1, 5, 6), np.float32))
+    np.testing.assert_allclose(calls[0][0], walk_latents(5, 6, 7, 0.6, 0.9), atol=1e-6)
+    np.testing.assert_allclose(calls[0][1], walk_latents(5, 6, 8, 0.6, 0.9), atol=1e-6)
+    np.testing.assert_allclose(calls[1][0], walk_latents(5, 6, 9, 0.6, 0.9), atol=1e-6)
+    assert not np.allclose(calls[0][0], calls[0][1])
