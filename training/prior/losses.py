@@ -8,6 +8,14 @@ Feature matching (Salimans et al. 2016, "Improved techniques"): the generator
 also matches the batch-and-time mean of every critic feature map on real
 windows. There is no paired target here (unlike a vocoder's), so only
 statistics are matched; it gives the generator a dense signal early on.
+
+Window moments: the mean and covariance, over a batch, of each window's time
+average (``window_moment_loss``). Music keeps its loudness and timbre for
+seconds, so these averages vary from window to window as much as the frames do;
+a generator fed fresh noise every step averages that variety away, and a critic
+sees it only through its batch-std feature. Matching the moments against the
+real ones, computed once over the train split, gives that variety a direct
+gradient.
 """
 from __future__ import annotations
 
@@ -38,3 +46,22 @@ def feature_matching_loss(real_features: Sequence[torch.Tensor], fake_features: 
     real_stats = feature_statistics([f.detach() for f in real_features])
     fake_stats = feature_statistics(fake_features)
     return torch.stack([(r - f).abs().mean() for r, f in zip(real_stats, fake_stats)]).mean()
+
+
+def window_means(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """``(batch, channels, T) -> (batch * (T // steps), channels)``: the means of consecutive ``steps``-long windows."""
+    n = x.shape[2] // steps
+    if n < 1:
+        raise ValueError(f"need at least {steps} steps, got {x.shape[2]}")
+    w = x[:, :, :n * steps].reshape(x.shape[0], x.shape[1], n, steps).mean(dim=3)
+    return w.permute(0, 2, 1).reshape(-1, x.shape[1])
+
+
+def window_moment_loss(x: torch.Tensor, steps: int, target_mean: torch.Tensor, target_cov: torch.Tensor) -> torch.Tensor:
+    """``(batch, channels, T)`` -> scalar: ``|mean - target_mean|^2 / C + |cov - target_cov|_F / |target_cov|_F``
+    of ``window_means(x, steps)``; both terms are 0 at the target and about 1 for a collapse to the mean."""
+    m = window_means(x, steps)
+    mean = m.mean(dim=0)
+    centred = m - mean
+    cov = centred.T @ centred / max(m.shape[0] - 1, 1)
+    return ((mean - target_mean) ** 2).mean() + torch.linalg.matrix_norm(cov - target_cov) / torch.linalg.matrix_norm(target_cov)

@@ -45,7 +45,8 @@ from melsynth.engine.dsp.features import MelSpec
 from melsynth.training.gan import GANTask, LossOutput, TrainError, Validation, unwrap
 from melsynth.training.prior.config import ConfigError, PriorConfig, _from_dict
 from melsynth.training.prior.encoder import kl_to_standard_normal, reparameterise
-from melsynth.training.prior.losses import critic_hinge_loss, feature_matching_loss, generator_hinge_loss
+from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss,
+                                            window_moment_loss)
 from melsynth.training.prior.train import PriorModule, PriorTask
 
 CODES_FILE = "train_codes.npz"   # the train split's code sequences, in the latent-GAN run folder
@@ -67,8 +68,13 @@ class TwoLevelConfig:
     critic_dilations: tuple[int, ...] = (1, 2, 4, 8)
     feature_matching: float = 1.0
     walk_fraction: float = 0.5      # share of noise sequences drawn as the engine's latent walk (``walk_noise``)
+    moment_weight: float = 0.0      # latent GAN: weight of ``losses.window_moment_loss`` on standardised codes
+    moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
 
     def __post_init__(self) -> None:
+        if self.moment_weight < 0 or not 1 <= self.moment_steps <= self.window_steps:
+            raise ConfigError(f"need moment_weight >= 0 and 1 <= moment_steps <= window_steps (got "
+                              f"{self.moment_weight}, {self.moment_steps}, window_steps {self.window_steps})")
         if self.window_steps < 2 or self.warmup_steps < 0 or self.critic_channels < 1:
             raise ConfigError(f"need window_steps >= 2, warmup_steps >= 0, critic_channels >= 1 (got "
                               f"{self.window_steps}, {self.warmup_steps}, {self.critic_channels})")
@@ -326,6 +332,7 @@ class LatentGANTask(GANTask):
                                 reference_cache=reference_cache)
         self._codes = None
         self._autoencoder = None
+        self._moments = None
 
     def config_dict(self) -> dict[str, Any]:
         return {"prior": self.config.to_dict(), "mel": self.spec.to_dict(), "twolevel": self.twolevel.to_dict()}
@@ -364,6 +371,23 @@ class LatentGANTask(GANTask):
     def code_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         allc = np.concatenate(self.codes(), axis=1)
         return allc.mean(axis=1), allc.std(axis=1)
+
+    def window_moments(self, windows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``(code,)`` and covariance ``(code, code)`` of real ``moment_steps``-step code means, standardised
+        as the critic sees codes: the target of ``window_moment_loss`` (drawn once, uniformly over the split)."""
+        if self._moments is None:
+            w = self.twolevel.moment_steps
+            codes = [c for c in self.codes() if c.shape[1] >= w]
+            mean, std = self.code_statistics()
+            counts = np.array([c.shape[1] - w + 1 for c in codes], dtype=np.float64)
+            rng = np.random.default_rng(seed)
+            files = rng.choice(len(codes), size=windows, p=counts / counts.sum())
+            m = np.stack([codes[f][:, s:s + w].mean(axis=1) for f, s in
+                          ((f, int(rng.integers(0, counts[f]))) for f in files)])
+            m = (m - mean) / np.maximum(std, 1e-3)
+            self._moments = (torch.as_tensor(m.mean(axis=0), dtype=torch.float32),
+                             torch.as_tensor(np.cov(m, rowvar=False), dtype=torch.float32))
+        return self._moments
 
     def batches(self, rank: int, world_size: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
         """Endless ``(batch, code, window_steps)`` real code windows, uniformly over the split's steps."""
@@ -421,6 +445,12 @@ class LatentGANTask(GANTask):
             loss_fm = feature_matching_loss(real_features, fake_features)
             loss = loss + self.twolevel.feature_matching * loss_fm
             logs["g_fm"] = float(loss_fm.detach())
+        if self.twolevel.moment_weight > 0:
+            mean, cov = (t.to(fake.device) for t in self.window_moments())
+            critic = unwrap(discriminator)
+            loss_m = window_moment_loss((fake - critic.mean) / critic.std, self.twolevel.moment_steps, mean, cov)
+            loss = loss + self.twolevel.moment_weight * loss_m
+            logs["g_moments"] = float(loss_m.detach())
         return LossOutput(loss, logs, fake.detach())
 
     def discriminator_loss(self, discriminator, batch, fake) -> LossOutput:

@@ -101,6 +101,10 @@ def test_config_validation():
         GeneratorConfig(code_size=8, front_slow_channels=4, front_slow_steps=1)
     with pytest.raises(ConfigError, match="window_steps"):
         TwoLevelConfig(window_steps=1)
+    with pytest.raises(ConfigError, match="moment_steps"):
+        TwoLevelConfig(window_steps=8, moment_steps=9)
+    with pytest.raises(ConfigError, match="moment_weight"):
+        TwoLevelConfig(moment_weight=-1.0)
     with pytest.raises(ConfigError, match="unknown"):
         TwoLevelConfig.from_dict({"nope": 1})
 
@@ -165,7 +169,8 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
     config.write_text(json.dumps({"prior": prior.to_dict(),
                                   "trainer": {"batch_size": 4, "warmup_steps": 0, "validate_minutes": 60},
                                   "twolevel": {"autoencoder": str(ae_run), "window_steps": 6, "warmup_steps": 2,
-                                               "critic_channels": 16, "critic_dilations": [1, 2]}}))
+                                               "critic_channels": 16, "critic_dilations": [1, 2],
+                                               "moment_weight": 1.0, "moment_steps": 3}}))
     run = tmp_path / "latent"
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
                  "--steps", "3", "--no-progress"]) == 0
@@ -243,3 +248,23 @@ def test_adversarial_decoder_fine_tune_keeps_the_encoder(corpus, tmp_path):
         torch.testing.assert_close(after["generator"]["encoder." + k], v)
     moved = [float((after["generator"]["net." + k] - v).abs().max()) for k, v in before.net.state_dict().items()]
     assert max(moved) > 0
+
+
+def test_window_moment_loss_is_least_at_the_real_moments_and_pushes_variety_up():
+    from melsynth.training.prior.losses import window_means, window_moment_loss
+
+    torch.manual_seed(3)
+    # real: each sequence holds a level for its whole 8-step window (music keeps its loudness)
+    level = torch.randn(512, 4, 1) * torch.tensor([2.0, 1.0, 0.5, 0.1]).reshape(1, 4, 1)
+    real = level + 0.3 * torch.randn(512, 4, 16)
+    means = window_means(real, 8)
+    assert means.shape == (1024, 4)
+    torch.testing.assert_close(means[1], real[0, :, 8:].mean(dim=1))
+    target_mean, target_cov = means.mean(0), torch.cov(means.T)
+    losses = {scale: float(window_moment_loss(real * scale, 8, target_mean, target_cov)) for scale in (0.0, 0.5, 1.0, 1.5)}
+    assert losses[1.0] < 0.05 < losses[0.5] < losses[0.0] and losses[1.0] < losses[1.5]
+    # fresh noise every step averages the levels away; the gradient asks for more spread
+    fake = torch.randn(64, 4, 16, requires_grad=True)
+    window_moment_loss(fake, 8, target_mean, target_cov).backward()
+    level_gradient = (fake.grad.mean(dim=2, keepdim=True) * window_means(fake.detach(), 16)[:, :, None]).sum()
+    assert float(level_gradient) < 0   # descending it scales each sequence's level up
