@@ -78,6 +78,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -153,6 +154,7 @@ class RunLimits:
     device: str = "cpu"                  # "cpu" | "cuda"
     resume: bool = False
     progress: bool = True                # tqdm bar on rank 0
+    branch: str | None = None            # a run folder whose whole state a new run continues (``Trainer``)
 
 
 @dataclass
@@ -183,6 +185,13 @@ class GANTask:
 
     name: str = "gan"
     best_metric: str = "loss"
+    # Files of a run folder that a branch copies from the run it continues (besides the curve).
+    branch_files: tuple[str, ...] = ()
+
+    def keep_built_on_branch(self, key: str) -> bool:
+        """True: a branch keeps this generator tensor as ``build_generator`` made it, not the old run's
+        (e.g. a frozen part the new configuration takes from elsewhere)."""
+        return False
 
     def config_dict(self) -> dict[str, Any]:
         return {}
@@ -255,6 +264,14 @@ def with_generator_init(task: "GANTask", path: str | os.PathLike) -> "GANTask":
 
     task.build_generator = build_from_weights
     return task
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows (train_codes.npz is large), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def unwrap(module: nn.Module | None) -> nn.Module | None:
@@ -386,8 +403,10 @@ class _Trainer:
         torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(hours=2))
 
     def _prepare_run_dir(self) -> dict[str, Any] | None:
-        """Write/verify config.json; returns the checkpoint to resume from (or None)."""
+        """Write/verify config.json; returns the checkpoint to resume or branch from (or None)."""
         ckpt_path = self.run_dir / CHECKPOINT
+        if self.limits.branch is not None and self.limits.resume:
+            raise TrainError("--branch starts a new run from another; it cannot be combined with --resume")
         saved = {"task_name": self.task.name, "task": self.task.config_dict(), "trainer": self.config.to_dict()}
         saved = json.loads(json.dumps(saved))  # tuples -> lists, as on disk
         if self.limits.resume:
@@ -401,10 +420,23 @@ class _Trainer:
         if ckpt_path.is_file():
             raise TrainError(f"{ckpt_path}: the run folder already has a checkpoint; pass --resume "
                              "to continue it or choose a new --run folder")
+        branch = None
+        if self.limits.branch is not None:
+            old = Path(self.limits.branch)
+            if not (old / CHECKPOINT).is_file():
+                raise TrainError(f"{old / CHECKPOINT}: nothing to branch from (no checkpoint in that run folder)")
+            branch = load_checkpoint(old / CHECKPOINT)
+            if branch.get("task_name") != self.task.name:
+                raise TrainError(f"{old}: a {branch.get('task_name')!r} run; this is a {self.task.name!r} one")
+            branch["branched_from"] = str(old)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / CONFIG, saved)
-        return None
+            if branch is not None:
+                for name in (CURVE, *self.task.branch_files):
+                    if (old / name).is_file() and not (self.run_dir / name).exists():
+                        _link_or_copy(old / name, self.run_dir / name)
+        return branch
 
     def _lr_lambda(self):
         half = self.config.lr_half_life_steps
@@ -424,7 +456,9 @@ class _Trainer:
         self.step = 0
         self.best_value: float | None = None
         wall = cpu = 0.0
-        if state is not None:
+        if state is not None and "branched_from" in state:
+            self._load_branch(state)
+        elif state is not None:
             self.G.load_state_dict(state["generator"])
             self.opt_g.load_state_dict(state["opt_g"])
             if self.D is not None:
@@ -439,6 +473,9 @@ class _Trainer:
             if rng is not None and not self.distributed:
                 torch.set_rng_state(rng["torch"])
                 np.random.set_state(rng["numpy"])
+        if state is not None and "branched_from" in state:
+            self.step, self.best_value = int(state["step"]), state.get("best_value")
+            wall, cpu = float(state.get("wall_seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
         self.clock = _Clock(wall, cpu)
         self._set_lr()
         # Wrappers used for the training forward passes; self.G / self.D stay bare for saving.
@@ -451,6 +488,44 @@ class _Trainer:
                 d_train = nn.parallel.DistributedDataParallel(d_train, device_ids=ids)
         self.G_train, self.D_train = g_train, d_train
         self.D_bare = (_Autocast(self.D) if self.amp else self.D) if self.D is not None else None
+
+    def _load_branch(self, state: dict[str, Any]) -> None:
+        """Continue another run's state under this run's configuration.
+
+        Generator tensors the old run has (and the task does not keep as built) are loaded;
+        tensors new to this configuration keep their initialisation. The critic must be the
+        same shape. Optimiser moments follow their parameters by name, so new parameters
+        start with none. Step, clocks and best value carry on: the learning curve continues.
+        """
+        old, built = state["generator"], self.G.state_dict()
+        merged = {k: (v if self.task.keep_built_on_branch(k) or k not in old else old[k].to(v.dtype))
+                  for k, v in built.items()}
+        dropped = sorted(k for k in old if k not in built)
+        if dropped:
+            raise TrainError(f"{state['branched_from']}: its generator has tensors this configuration lacks: "
+                             f"{dropped[:3]}")
+        try:
+            self.G.load_state_dict(merged)
+        except RuntimeError as exc:
+            raise TrainError(f"{state['branched_from']}: generator tensors do not fit: {exc}") from exc
+        if self.D is not None:
+            if state.get("discriminator") is None:
+                raise TrainError(f"{state['branched_from']}: has no discriminator state to branch from")
+            try:
+                self.D.load_state_dict(state["discriminator"])
+            except RuntimeError as exc:
+                raise TrainError(f"{state['branched_from']}: the critic differs in shape: {exc}") from exc
+            self.opt_d.load_state_dict(state["opt_d"])
+        # Checkpoints name their parameters; in older ones the order is this generator's without the new ones.
+        old_names = state.get("generator_parameter_names") or [n for n, _ in self.G.named_parameters() if n in old]
+        if len(old_names) != len(state["opt_g"]["param_groups"][0]["params"]):
+            raise TrainError(f"{state['branched_from']}: its optimiser does not match its generator's parameters")
+        moments = {old_names[i]: m for i, m in state["opt_g"]["state"].items()}
+        names = [n for n, _ in self.G.named_parameters()]
+        opt = self.opt_g.state_dict()
+        opt["state"] = {i: moments[n] for i, n in enumerate(names)
+                        if n in moments and not self.task.keep_built_on_branch(n)}
+        self.opt_g.load_state_dict(opt)
 
     def _set_lr(self) -> None:
         factor = self._lr_lambda()(self.step)
@@ -471,6 +546,7 @@ class _Trainer:
             "generator": self.G.state_dict(),
             "discriminator": self.D.state_dict() if self.D is not None else None,
             "opt_g": self.opt_g.state_dict(),
+            "generator_parameter_names": [n for n, _ in self.G.named_parameters()],
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "best_value": self.best_value,
             "wall_seconds": self.clock.wall,

@@ -26,6 +26,10 @@ def _train_prior(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if not (Path(args.corpus) / "manifest.json").is_file():
         raise FileNotFoundError(f"{args.corpus}: no manifest.json (build the corpus with `melsynth corpus build`)")
+    if args.resume and args.branch is not None:
+        from melsynth.engine.errors import MelsynthError
+
+        raise MelsynthError("--branch starts a new run from another; it cannot be combined with --resume")
     if args.resume:
         saved = load_run_config(run)
         if args.config:
@@ -45,6 +49,7 @@ def _train_prior(args: argparse.Namespace) -> int:
         if args.teacher is not None:
             distill = {**(distill or {}), "teacher": str(args.teacher)}
     limits = RunLimits(max_steps=args.steps, minutes=args.minutes, device=args.device, resume=args.resume,
+                       branch=str(args.branch) if args.branch is not None else None,
                        progress=not args.no_progress)
     try:
         if twolevel is not None:
@@ -65,8 +70,9 @@ def _train_prior(args: argparse.Namespace) -> int:
             task = PriorTask(prior, args.corpus, spec, vocoder_bundle=args.vocoder_bundle,
                              reference_cache=run / REFERENCE_FILE)
         if args.init is not None:
-            if args.resume:
-                raise TrainError("--init starts a new run; it cannot be combined with --resume")
+            if args.resume or args.branch is not None:
+                raise TrainError("--init starts a new run from weights alone; it cannot be combined with "
+                                 "--resume or --branch")
             task = with_generator_init(task, args.init)
         result = train(task, trainer, run, limits)
     except TrainError as exc:
@@ -91,6 +97,10 @@ def register_train(group_sub) -> None:
     p.add_argument("--minutes", type=finite_float(0, 10 ** 6, lo_open=True), default=None, help="stop after this many wall minutes (this invocation)")
     p.add_argument("--steps", type=int_range(1, 10 ** 9), default=None, help="stop at this total step count")
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch CPU threads (the machine is shared)")
+    p.add_argument("--branch", type=Path, default=None,
+                   help="start --run as a continuation of this run folder under --config: its front, critic, "
+                        "optimisers, step and learning curve carry on; tensors new to --config start from "
+                        "their initialisation (a latent GAN's decoder comes from twolevel.autoencoder)")
     p.add_argument("--init", type=Path, default=None,
                    help="start the generator from this checkpoint's weights (a new critic); e.g. another design's run")
     p.add_argument("--teacher", type=Path, default=None,

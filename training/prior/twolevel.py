@@ -72,7 +72,7 @@ class TwoLevelConfig:
     moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
 
     def __post_init__(self) -> None:
-        if self.moment_weight < 0 or not 1 <= self.moment_steps <= self.window_steps:
+        if self.moment_weight < 0 or (self.moment_weight > 0 and not 1 <= self.moment_steps <= self.window_steps):
             raise ConfigError(f"need moment_weight >= 0 and 1 <= moment_steps <= window_steps (got "
                               f"{self.moment_weight}, {self.moment_steps}, window_steps {self.window_steps})")
         if self.window_steps < 2 or self.warmup_steps < 0 or self.critic_channels < 1:
@@ -316,6 +316,12 @@ class LatentGANTask(GANTask):
 
     name = "prior"                # its checkpoints are ordinary prior checkpoints (export, load_generator)
     best_metric = "fd_ratio"
+    branch_files = (CODES_FILE, "prior_reference.npz")   # the same codes, and the curve's reference
+
+    def keep_built_on_branch(self, key: str) -> bool:
+        """A branch takes the front (and its critic) from the old run, the frozen decoder from
+        ``twolevel.autoencoder``: a decoder fine-tuned since (encoder frozen) joins the game."""
+        return not key.startswith(("net.front.", "ema.front."))
 
     def __init__(self, config: PriorConfig, twolevel: TwoLevelConfig, corpus_dir, spec: MelSpec | None = None,
                  reference_cache=None, codes_cache=None, vocoder_bundle=None):

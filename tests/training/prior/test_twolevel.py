@@ -102,7 +102,7 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="window_steps"):
         TwoLevelConfig(window_steps=1)
     with pytest.raises(ConfigError, match="moment_steps"):
-        TwoLevelConfig(window_steps=8, moment_steps=9)
+        TwoLevelConfig(window_steps=8, moment_weight=1.0, moment_steps=9)
     with pytest.raises(ConfigError, match="moment_weight"):
         TwoLevelConfig(moment_weight=-1.0)
     with pytest.raises(ConfigError, match="unknown"):
@@ -268,3 +268,60 @@ def test_window_moment_loss_is_least_at_the_real_moments_and_pushes_variety_up()
     window_moment_loss(fake, 8, target_mean, target_cov).backward()
     level_gradient = (fake.grad.mean(dim=2, keepdim=True) * window_means(fake.detach(), 16)[:, :, None]).sum()
     assert float(level_gradient) < 0   # descending it scales each sequence's level up
+
+
+def test_a_branch_continues_the_run_with_a_slow_path_a_new_decoder_and_its_state(corpus, tmp_path, capsys):
+    from melsynth.cli.main import main
+    from melsynth.training.prior.twolevel import load_autoencoder
+
+    ae_run, ae_prior = _autoencoder_run(corpus, tmp_path, 2)
+    ae2, _ = _autoencoder_run(corpus, tmp_path / "second", 1)
+    prior = latent_prior_config(ae_prior.to_dict(), latent_size=6, front_channels=12, front_dilations=(1, 2))
+    twolevel = {"autoencoder": str(ae_run), "window_steps": 6, "warmup_steps": 2, "critic_channels": 16,
+                "critic_dilations": [1, 2]}
+    trainer = {"batch_size": 4, "warmup_steps": 0, "validate_minutes": 60}
+    config = tmp_path / "latent.json"
+    config.write_text(json.dumps({"prior": prior.to_dict(), "trainer": trainer, "twolevel": twolevel}))
+    old = tmp_path / "old"
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(old), "--config", str(config),
+                 "--steps", "3", "--no-progress"]) == 0
+    slow = dataclasses.replace(prior, generator=dataclasses.replace(prior.generator, front_slow_channels=3,
+                                                                    front_slow_steps=4))
+    config2 = tmp_path / "branch.json"
+    config2.write_text(json.dumps({"prior": slow.to_dict(), "trainer": {**trainer, "lr_half_life_steps": 100},
+                                   "twolevel": {**twolevel, "autoencoder": str(ae2), "moment_weight": 1.0,
+                                                "moment_steps": 3}}))
+    new = tmp_path / "new"
+    # as many steps as the old run made: the branch's first checkpoint is its starting state
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(new), "--config", str(config2),
+                 "--branch", str(old), "--steps", "3", "--no-progress"]) == 0
+    a = torch.load(old / "checkpoint.pt", weights_only=False)
+    b = torch.load(new / "checkpoint.pt", weights_only=False)
+    assert b["step"] == 3 and b["cpu_seconds"] >= a["cpu_seconds"]
+    decoder = load_autoencoder(ae2)[0].ema.state_dict()
+    for k, v in b["generator"].items():
+        if ".front.slow.out." in k:
+            assert float(v.abs().max()) == 0.0, k                     # new: as initialised
+        elif k.startswith(("net.front.", "ema.front.")) and ".slow." not in k:
+            torch.testing.assert_close(v, a["generator"][k])          # the front carries on
+    for k, v in decoder.items():
+        torch.testing.assert_close(b["generator"]["net." + k], v)     # the decoder of the new config
+    for k, v in a["discriminator"].items():
+        torch.testing.assert_close(b["discriminator"][k], v)
+    names = b["generator_parameter_names"]
+    moments = {names[i] for i in b["opt_g"]["state"]}
+    assert moments and all(n.startswith("net.front.") and ".slow." not in n for n in moments)
+    assert (new / "train_codes.npz").read_bytes() == (old / "train_codes.npz").read_bytes()
+    old_curve = (old / "learning_curve.csv").read_text()
+    assert (new / "learning_curve.csv").read_text().startswith(old_curve) and old_curve.count("\n") >= 2
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(new), "--resume", "--steps", "5",
+                 "--no-progress"]) == 0
+    assert torch.load(new / "checkpoint.pt", weights_only=False)["step"] == 5
+    capsys.readouterr()
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(tmp_path / "x"), "--config", str(config2),
+                 "--branch", str(old), "--resume", "--no-progress"]) == 2
+    assert "cannot be combined with --resume" in capsys.readouterr().err
+    assert main(["train", "prior", "--corpus", str(corpus), "--run", str(tmp_path / "y"), "--config", str(config2),
+                 "--branch", str(tmp_path / "none"), "--no-progress"]) == 2
+    assert "nothing to branch from" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
