@@ -70,11 +70,14 @@ class TwoLevelConfig:
     walk_fraction: float = 0.5      # share of noise sequences drawn as the engine's latent walk (``walk_noise``)
     moment_weight: float = 0.0      # latent GAN: weight of ``losses.window_moment_loss`` on standardised codes
     moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
+    moment_components: int = 16     # latent GAN: principal axes of real window means whose spread it matches
 
     def __post_init__(self) -> None:
-        if self.moment_weight < 0 or (self.moment_weight > 0 and not 1 <= self.moment_steps <= self.window_steps):
-            raise ConfigError(f"need moment_weight >= 0 and 1 <= moment_steps <= window_steps (got "
-                              f"{self.moment_weight}, {self.moment_steps}, window_steps {self.window_steps})")
+        if self.moment_weight < 0 or (self.moment_weight > 0 and not (1 <= self.moment_steps <= self.window_steps
+                                                                      and self.moment_components >= 1)):
+            raise ConfigError(f"need moment_weight >= 0, 1 <= moment_steps <= window_steps and moment_components "
+                              f">= 1 (got {self.moment_weight}, {self.moment_steps}, window_steps {self.window_steps}, "
+                              f"{self.moment_components})")
         if self.window_steps < 2 or self.warmup_steps < 0 or self.critic_channels < 1:
             raise ConfigError(f"need window_steps >= 2, warmup_steps >= 0, critic_channels >= 1 (got "
                               f"{self.window_steps}, {self.warmup_steps}, {self.critic_channels})")
@@ -378,9 +381,10 @@ class LatentGANTask(GANTask):
         allc = np.concatenate(self.codes(), axis=1)
         return allc.mean(axis=1), allc.std(axis=1)
 
-    def window_moments(self, windows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``(code,)`` and covariance ``(code, code)`` of real ``moment_steps``-step code means, standardised
-        as the critic sees codes: the target of ``window_moment_loss`` (drawn once, uniformly over the split)."""
+    def window_moments(self, windows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """The target of ``window_moment_loss``: the mean ``(code,)`` of real ``moment_steps``-step code means,
+        their top ``moment_components`` principal axes ``(code, k)`` and the variance along each ``(k,)``;
+        standardised as the critic sees codes, drawn once, uniformly over the split."""
         if self._moments is None:
             w = self.twolevel.moment_steps
             codes = [c for c in self.codes() if c.shape[1] >= w]
@@ -391,8 +395,10 @@ class LatentGANTask(GANTask):
             m = np.stack([codes[f][:, s:s + w].mean(axis=1) for f, s in
                           ((f, int(rng.integers(0, counts[f]))) for f in files)])
             m = (m - mean) / np.maximum(std, 1e-3)
-            self._moments = (torch.as_tensor(m.mean(axis=0), dtype=torch.float32),
-                             torch.as_tensor(np.cov(m, rowvar=False), dtype=torch.float32))
+            variance, axes = np.linalg.eigh(np.cov(m, rowvar=False))
+            top = np.argsort(variance)[::-1][:self.twolevel.moment_components]
+            self._moments = tuple(torch.as_tensor(a, dtype=torch.float32)
+                                  for a in (m.mean(axis=0), axes[:, top], variance[top]))
         return self._moments
 
     def batches(self, rank: int, world_size: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
@@ -452,9 +458,9 @@ class LatentGANTask(GANTask):
             loss = loss + self.twolevel.feature_matching * loss_fm
             logs["g_fm"] = float(loss_fm.detach())
         if self.twolevel.moment_weight > 0:
-            mean, cov = (t.to(fake.device) for t in self.window_moments())
+            mean, basis, var = (t.to(fake.device) for t in self.window_moments())
             critic = unwrap(discriminator)
-            loss_m = window_moment_loss((fake - critic.mean) / critic.std, self.twolevel.moment_steps, mean, cov)
+            loss_m = window_moment_loss((fake - critic.mean) / critic.std, self.twolevel.moment_steps, mean, basis, var)
             loss = loss + self.twolevel.moment_weight * loss_m
             logs["g_moments"] = float(loss_m.detach())
         return LossOutput(loss, logs, fake.detach())
