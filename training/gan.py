@@ -474,7 +474,9 @@ class _Trainer:
                 torch.set_rng_state(rng["torch"])
                 np.random.set_state(rng["numpy"])
         if state is not None and "branched_from" in state:
-            self.step, self.best_value = int(state["step"]), state.get("best_value")
+            # The old best was scored under another configuration (another decoder, say): the
+            # branch's best is its own, so its best checkpoint is always one of its own states.
+            self.step, self.best_value = int(state["step"]), None
             wall, cpu = float(state.get("wall_seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
         self.clock = _Clock(wall, cpu)
         self._set_lr()
@@ -495,7 +497,8 @@ class _Trainer:
         Generator tensors the old run has (and the task does not keep as built) are loaded;
         tensors new to this configuration keep their initialisation. The critic must be the
         same shape. Optimiser moments follow their parameters by name, so new parameters
-        start with none. Step, clocks and best value carry on: the learning curve continues.
+        start with none. Step and clocks carry on, so the learning curve continues; the best
+        value starts afresh.
         """
         old, built = state["generator"], self.G.state_dict()
         merged = {k: (v if self.task.keep_built_on_branch(k) or k not in old else old[k].to(v.dtype))

@@ -301,6 +301,7 @@ def test_a_branch_continues_the_run_with_a_slow_path_a_new_decoder_and_its_state
     a = torch.load(old / "checkpoint.pt", weights_only=False)
     b = torch.load(new / "checkpoint.pt", weights_only=False)
     assert b["step"] == 3 and b["cpu_seconds"] >= a["cpu_seconds"]
+    assert (new / "best_generator.pt").is_file()                    # its own best, whatever the old run's was
     decoder = load_autoencoder(ae2)[0].ema.state_dict()
     for k, v in b["generator"].items():
         if ".front.slow.out." in k:
