@@ -139,10 +139,12 @@ def _export_prior(args: argparse.Namespace) -> int:
             n_verify=args.verify, fit_steps=args.fit_steps)
     if args.corpus:
         from melsynth.training.prior.evaluate import PriorReference, format_report, generate_windows
+        from melsynth.training.prior.latents import held_sample_fn
         from melsynth.training.prior.train import torch_sample_fn
 
         reference = PriorReference(args.corpus, spec=spec)
-        windows = generate_windows(torch_sample_fn(generator, "cpu"), generator.latent_size,
+        windows = generate_windows(held_sample_fn(torch_sample_fn(generator, "cpu"), generator.phrase_size),
+                                   generator.latent_size,
                                    generator.latent_frames, reference.n_windows, reference.window_frames,
                                    np.random.default_rng(1), spec=spec)
         figures["eval"] = reference.score(windows)

@@ -61,6 +61,10 @@ class GeneratorConfig:
     # even from i.i.d. noise. 0: none.
     front_slow_channels: int = 0
     front_slow_steps: int = 24
+    # The phrase latent (``model.PhraseLatent``): the last ``phrase_size`` of the ``latent_size``
+    # inputs are drawn once per phrase and held (the engine walks them slowly), so a loudness,
+    # register or instrument can last as long as real music holds one. 0: every input is per step.
+    phrase_size: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -83,6 +87,9 @@ class GeneratorConfig:
                             f"front_slow_steps >= 2 (got {self.front_slow_steps})")
         if self.front_slow_channels and not self.code_size:
             problems.append("front_slow_channels needs a front (code_size > 0)")
+        if not 0 <= self.phrase_size < self.latent_size or (self.phrase_size and not self.code_size):
+            problems.append(f"phrase_size={self.phrase_size} must be in [0, latent_size={self.latent_size}) "
+                            f"and needs a front (code_size > 0)")
         if self.kernel_size < 1 or self.latent_kernel < 1:
             problems.append("kernel sizes must be >= 1")
         if problems:
@@ -95,7 +102,8 @@ class GeneratorConfig:
 
     def decoder_config(self) -> "GeneratorConfig":
         """The decoder alone (no front) as a generator of its own: the two-level prior's autoencoder."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name.startswith("front_")}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)
+                    if f.name.startswith("front_") or f.name == "phrase_size"}
         return dataclasses.replace(self, latent_size=self.decoder_input_size, code_size=0, **defaults)
 
     @property

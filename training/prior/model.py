@@ -6,7 +6,7 @@ left context carried as explicit state), so it streams one latent step at a
 time and the first frame of a step already hears that step's latent::
 
     z       (B, latent, S)          one vector per step, N(0, I)
-     | [front: StreamConv1d (+ SlowLatent) + ResBlocks -> (B, code, S)]   two-level prior only
+     | [front: StreamConv1d (+ SlowLatent, PhraseLatent) + ResBlocks -> (B, code, S)]   two-level prior only
      |                               (training.prior.twolevel)
      | StreamConv1d(kernel 2)        also sees the previous latent: transitions
      | ResBlock x n                  latent rate
@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from melsynth.training.nn.conv import (StreamConv1d, StreamConvTranspose1d, StreamingModule, StreamState,
                                        initial_state, stateful_layers)
 from melsynth.training.prior.config import GeneratorConfig
+from melsynth.training.prior.latents import hold_phrase
 from melsynth.training.prior.pca import MelPCA
 
 SLOPE = 0.2
@@ -93,6 +94,38 @@ class SlowLatent(nn.Module):
         return self.out(self.average(z, state), state)
 
 
+class PhraseLatent(nn.Module):
+    """``(batch, phrase, S) -> [(batch, channels, S)] * count``: the held phrase latent as per-layer offsets.
+
+    Real windows of one piece share a loudness, register and instrument; windows of the
+    front fed i.i.d. noise per step average them away (their band means vary about 60 %
+    as much as real ones). The phrase latent is drawn once per phrase and held, so the
+    front only has to map it, not integrate it::
+
+        z        | fast (latent - phrase): new every step | phrase: held for the phrase |
+                        |                                         |
+                   input conv                          1x1 -> lrelu -> 1x1 (zero init)
+                        |                                         |
+                        x  + offset[0]  -> block 1 + offset[1] -> ... -> block n + offset[n]
+
+    Pointwise in time: no state, no latency. The last map starts at zero, so a front that
+    gains this path starts as exactly the front it was (a branch keeps its training).
+    """
+
+    def __init__(self, phrase_size: int, channels: int, count: int, hidden: int = 256):
+        super().__init__()
+        self.channels, self.count = channels, count
+        self.hidden = StreamConv1d(phrase_size, hidden, 1, weight_norm=True)
+        self.out = StreamConv1d(hidden, channels * count, 1)
+        with torch.no_grad():
+            self.out.conv.weight.zero_()
+            self.out.conv.bias.zero_()
+
+    def forward(self, phrase: torch.Tensor, state: StreamState | None = None) -> list[torch.Tensor]:
+        h = self.out(F.leaky_relu(self.hidden(phrase, state), SLOPE), state)
+        return list(torch.split(h, self.channels, dim=1))
+
+
 class Front(nn.Module):
     """``(batch, latent, S) -> (batch, code_size, S)``: noise to autoencoder codes, causal, at the latent rate.
 
@@ -103,18 +136,26 @@ class Front(nn.Module):
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         c = config.front_channels
-        self.input = StreamConv1d(config.latent_size, c, config.kernel_size, weight_norm=True)
-        self.slow = (SlowLatent(config.latent_size, config.front_slow_channels, config.front_slow_steps, c)
+        self.fast_size = config.latent_size - config.phrase_size
+        self.input = StreamConv1d(self.fast_size, c, config.kernel_size, weight_norm=True)
+        self.slow = (SlowLatent(self.fast_size, config.front_slow_channels, config.front_slow_steps, c)
                      if config.front_slow_channels else None)
         self.blocks = nn.ModuleList(ResBlock(c, config.kernel_size, d) for d in config.front_dilations)
+        self.phrase = (PhraseLatent(config.phrase_size, c, 1 + len(self.blocks)) if config.phrase_size else None)
         self.output = StreamConv1d(c, config.code_size, 1, weight_norm=True)
 
     def forward(self, z: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
-        x = self.input(z, state)
+        fast = z[:, :self.fast_size]
+        x = self.input(fast, state)
         if self.slow is not None:
-            x = x + self.slow(z, state)
-        for block in self.blocks:
+            x = x + self.slow(fast, state)
+        offsets = self.phrase(z[:, self.fast_size:], state) if self.phrase is not None else None
+        if offsets is not None:
+            x = x + offsets[0]
+        for i, block in enumerate(self.blocks):
             x = block(x, state)
+            if offsets is not None:
+                x = x + offsets[i + 1]
         return self.output(F.leaky_relu(x, SLOPE), state)
 
 
@@ -125,6 +166,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config = config or GeneratorConfig()
         self.latent_size = config.latent_size
+        self.phrase_size = config.phrase_size
         self.latent_frames = config.latent_frames
         self.front = Front(config) if config.code_size else None
         self.input = StreamConv1d(config.decoder_input_size, config.channels[0], config.latent_kernel,
@@ -195,6 +237,8 @@ def streaming_generator(generator: Generator) -> StreamingModule:
 
 
 def sample_latents(batch: int, latent_size: int, steps: int, rng: torch.Generator | None = None,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(batch, latent_size, steps)`` independent N(0, I) latents, one per step."""
-    return torch.randn(batch, latent_size, steps, generator=rng, device=device)
+                   device: torch.device | str = "cpu", phrase_size: int = 0) -> torch.Tensor:
+    """``(batch, latent_size, steps)`` N(0, I) latents: independent per step, except the last
+    ``phrase_size`` inputs, drawn once per sequence and held (``PhraseLatent``)."""
+    return hold_phrase(torch.randn(batch, latent_size, steps, generator=rng, device=device), phrase_size)
+

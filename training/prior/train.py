@@ -270,17 +270,19 @@ class PriorTask(GANTask):
 
     def validate(self, generator: nn.Module, device: torch.device) -> Validation:
         from melsynth.training.prior.evaluate import generate_windows, mel_grid_image
+        from melsynth.training.prior.latents import held_sample_fn
 
         g = generator.ema if isinstance(generator, PriorModule) else generator
         reference = self.reference()
-        windows = generate_windows(torch_sample_fn(g, device), g.latent_size, g.latent_frames,
+        sample = held_sample_fn(torch_sample_fn(g, device), g.config.phrase_size)
+        windows = generate_windows(sample, g.latent_size, g.latent_frames,
                                    self.config.eval_windows, self.config.eval_window_frames,
                                    np.random.default_rng(1234), spec=self.spec, batch=16)
         metrics = reference.score(windows)
         try:   # onsets, flatness, contrast and chroma of 2 x 10 s vocoded renders: the curve hears the music
             from melsynth.training.prior.evaluate import learning_curve_point
 
-            point = learning_curve_point(torch_sample_fn(g, device), reference, g.latent_size, g.latent_frames,
+            point = learning_curve_point(sample, reference, g.latent_size, g.latent_frames,
                                          windows=windows)
             metrics.update({k: v for k, v in point.items() if k not in metrics})
             if self.reference_cache is not None:

@@ -45,6 +45,7 @@ from melsynth.engine.dsp.features import MelSpec
 from melsynth.training.gan import GANTask, LossOutput, TrainError, Validation, unwrap
 from melsynth.training.prior.config import ConfigError, PriorConfig, _from_dict
 from melsynth.training.prior.encoder import kl_to_standard_normal, reparameterise
+from melsynth.training.prior.latents import hold_phrase
 from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss,
                                             window_moment_loss)
 from melsynth.training.prior.train import PriorModule, PriorTask
@@ -282,7 +283,8 @@ class LatentCritic(nn.Module):
         return [step_logits, time_logits], features
 
 
-def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, device) -> torch.Tensor:
+def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, device,
+               phrase_size: int = 0) -> torch.Tensor:
     """``(batch, latent_size, steps)`` N(0, I) per step; ``walk_fraction`` of the sequences correlated in time.
 
     The engine rarely plays i.i.d. latents: its walk (``engine.controls``) is
@@ -290,11 +292,14 @@ def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, d
     N(0, I) at every step but correlated from step to step. Training the front on
     such sequences too (``v`` in [0.2, 1], ``s`` in [0.6, 1]) makes it play music at
     the app's walk settings, not only at the i.i.d. extreme.
+
+    The last ``phrase_size`` inputs (``model.PhraseLatent``) are one N(0, I) draw per
+    sequence, held: a training window is shorter than the engine's slow phrase walk.
     """
     z = torch.randn(batch, latent_size, steps, device=device)
     n_walk = int(round(batch * walk_fraction))
     if n_walk == 0:
-        return z
+        return hold_phrase(z, phrase_size)
     speed = torch.empty(n_walk, 1, device=device).uniform_(0.2, 1.0)
     spread = torch.empty(n_walk, 1, device=device).uniform_(0.6, 1.0)
     keep = 1.0 - speed
@@ -306,7 +311,7 @@ def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, d
     point = torch.randn(n_walk, latent_size, 1, device=device)
     s = spread[:, :, None]
     z[:n_walk] = torch.sqrt(1.0 - s * s) * point + s * walk
-    return z
+    return hold_phrase(z, phrase_size)
 
 
 class LatentGANTask(GANTask):
@@ -440,8 +445,8 @@ class LatentGANTask(GANTask):
         """``(batch, code, window_steps)`` codes from N(0, I) noise, after ``warmup_steps`` cropped steps."""
         net = unwrap(generator).net
         t = self.twolevel
-        z = walk_noise(batch, self.config.generator.latent_size, t.warmup_steps + t.window_steps,
-                       t.walk_fraction, device)
+        g = self.config.generator
+        z = walk_noise(batch, g.latent_size, t.warmup_steps + t.window_steps, t.walk_fraction, device, g.phrase_size)
         return net.front(z)[:, :, t.warmup_steps:]
 
     def generator_loss(self, generator, discriminator, batch, adversarial) -> LossOutput:
