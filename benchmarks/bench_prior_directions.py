@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     def sample(z: np.ndarray) -> np.ndarray:          # (batch, latent, steps) -> (batch, n_mels, frames)
         return np.stack([prior.offline(zb.T) for zb in z])
 
-    protocol = Protocol(prior.latent_size, prior.latent_frames)
+    protocol = Protocol(prior.latent_size, prior.latent_frames, phrase_size=prior.phrase_size)
     t0 = time.process_time()
     verify_directions(sample, protocol, named, bundle.mel, n=a.n, rng=np.random.default_rng(a.seed))
     print(f"bundle {bundle.root}: {a.n} starting points, {time.process_time() - t0:.0f} s CPU")

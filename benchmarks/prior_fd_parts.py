@@ -19,6 +19,7 @@ from melsynth.engine.runtime.bundle import load_bundle
 from melsynth.engine.runtime.prior import Prior
 from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD
 from melsynth.training.prior.data import load_split
+from melsynth.training.prior.latents import held_sample_fn
 from melsynth.training.prior.evaluate import (DEFAULT_CHUNK_FRAMES, DEFAULT_WINDOW_FRAMES, GaussianStats,
                                               frechet_distance, generate_windows, prior_sample_fn,
                                               real_chunk_windows, walk_sample_fn, window_features)
@@ -43,10 +44,10 @@ def main() -> None:
     for path in args.bundles:
         prior = Prior(load_bundle(path))
         sample = prior_sample_fn(prior)
-        sets[f"{path}, i.i.d."] = generate_windows(sample, prior.latent_size, prior.latent_frames, n, wf,
+        sets[f"{path}, i.i.d."] = generate_windows(held_sample_fn(sample, prior.phrase_size), prior.latent_size, prior.latent_frames, n, wf,
                                                    np.random.default_rng(1), spec=spec)
         sets[f"{path}, walk {WALK_SPEED:g}/{WALK_SPREAD:g}"] = generate_windows(
-            walk_sample_fn(sample, WALK_SPEED, WALK_SPREAD), prior.latent_size, prior.latent_frames, n, wf,
+            walk_sample_fn(sample, WALK_SPEED, WALK_SPREAD, phrase_size=prior.phrase_size), prior.latent_size, prior.latent_frames, n, wf,
             np.random.default_rng(2), spec=spec, batch=1, windows_per_sequence=1)
     spread = float(np.trace(np.cov(reference[:, GROUPS["band mean"]], rowvar=False)))
     print(f"| windows | FD | {' | '.join(GROUPS)} | spread of band means (test split {spread:.0f}) |")

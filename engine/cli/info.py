@@ -20,6 +20,7 @@ def bundle_summary(bundle) -> dict:
         out["prior"] = {
             "latent_size": bundle.prior.latent_size,
             "latent_frames": bundle.prior.latent_frames,
+            "phrase_size": bundle.prior.phrase_size,
             "directions": [f"{d.name} ({d.kind}, sigma {d.sigma:.3g})" for d in bundle.prior.directions],
             "figures": bundle.prior.figures,
         }
@@ -54,7 +55,8 @@ def summary_lines(bundle) -> list[str]:
     if prior is None:
         lines.append("prior: none (resynth and eval only; no music from noise)")
     else:
-        lines.append(f"prior: latent {prior.latent_size} x {prior.latent_frames} frames, "
+        phrase = f" (the last {prior.phrase_size} held per phrase)" if prior.phrase_size else ""
+        lines.append(f"prior: latent {prior.latent_size}{phrase} x {prior.latent_frames} frames, "
                      f"{len(prior.directions)} directions")
     lines.append("vocoders (* default; MR-STFT and log-mel error as ratios to Griffin-Lim-64, < 1 is better):")
     for name, v in bundle.vocoders.items():

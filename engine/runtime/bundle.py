@@ -174,6 +174,7 @@ class PriorSpec:
     latent_size: int
     latent_frames: int
     directions: tuple[Direction, ...] = ()
+    phrase_size: int = 0       # the last inputs are a phrase latent: held in training, walked slowly
     training: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -360,6 +361,9 @@ def _parse_prior(r: _Reader, root: Path, p: dict) -> PriorSpec:
     latent_frames = r.get(p, "latent_frames", "prior", int)
     if latent_size <= 0 or latent_frames <= 0:
         raise r.fail("prior", f"latent_size={latent_size} and latent_frames={latent_frames} must be positive")
+    phrase_size = r.get(p, "phrase_size", "prior", int, required=False, default=0)
+    if not 0 <= phrase_size < latent_size:
+        raise r.fail("prior.phrase_size", f"must be in [0, latent_size={latent_size}), got {phrase_size}")
     directions = []
     for i, d in enumerate(r.get(p, "directions", "prior", list, required=False, default=[])):
         w = f"prior.directions[{i}]"
@@ -378,7 +382,7 @@ def _parse_prior(r: _Reader, root: Path, p: dict) -> PriorSpec:
     return PriorSpec(
         offline=r.optional_graph(root, p, "offline", "prior"),
         streaming=r.graph(root, r.get(p, "streaming", "prior", dict), "prior.streaming", True),
-        latent_size=latent_size, latent_frames=latent_frames, directions=tuple(directions),
+        latent_size=latent_size, latent_frames=latent_frames, directions=tuple(directions), phrase_size=phrase_size,
         training=r.get(p, "training", "prior", dict, required=False, default={}),
         figures=r.get(p, "figures", "prior", dict, required=False, default={}))
 

@@ -34,6 +34,7 @@ class Prior:
         self.spec: MelSpec = bundle.mel
         self.latent_size: int = spec.latent_size
         self.latent_frames: int = spec.latent_frames
+        self.phrase_size: int = spec.phrase_size   # last inputs held per phrase (engine.stream.controls)
         self.directions: tuple[Direction, ...] = spec.directions
         self.figures = spec.figures
         self._offline = onnx_session(spec.offline) if spec.offline is not None else None

@@ -25,6 +25,14 @@ distribution, where it plays notes that start and stop; a held point (``s = 0``)
 makes a steady sound. The knobs shift every step alike, as their directions
 were fitted and verified (``training.prior.direction_fit``). ``s > 1`` wanders
 further than the prior has seen (the base point then no longer counts).
+
+A prior with a phrase latent (the bundle's ``phrase_size``: its last inputs are
+drawn once per phrase in training) gets those inputs walked ``PHRASE_WALK_RATE``
+times slower, so the loudness, register or instrument they hold changes over
+seconds while the notes change every step::
+
+    inputs        0 .. latent - phrase - 1       latent - phrase .. latent - 1
+    walk speed    speed                          speed * PHRASE_WALK_RATE
 """
 from __future__ import annotations
 
@@ -44,6 +52,9 @@ Z_LIMIT = 8.0  # |z| per element after sanitising: far outside any trained N(0, 
 # the only settings among those tried whose renders pass every musical figure (onsets, flatness,
 # contrast, chroma movement; docs/benchmarks.md); slower walks drone (0.5 / 0.9: 0.4 onsets/s).
 WALK_SPEED, WALK_SPREAD = 1.0, 0.95
+# The phrase part of the walk moves 32 times slower: at speed 1 its correlation falls to 1/e in
+# 32 steps (12 s), about a phrase; a training window (28 steps) holds it still.
+PHRASE_WALK_RATE = 1.0 / 32.0
 
 
 def _float(value, default: float) -> float:
@@ -200,8 +211,11 @@ class RandomWalk:
     streamed session and its offline replay make at the same latent steps.
     """
 
-    def __init__(self, latent_size: int, seed: int = 0):
+    def __init__(self, latent_size: int, seed: int = 0, phrase_size: int = 0):
+        if not 0 <= phrase_size < max(latent_size, 1):
+            raise ValueError(f"phrase_size={phrase_size} must be in [0, latent_size={latent_size})")
         self.latent_size = latent_size
+        self.phrase_size = phrase_size
         self.step_index = 0
         self.reseed(seed)
         # start where the walk would be after a long time (unit spread), not at the point
@@ -233,8 +247,13 @@ class RandomWalk:
 
     def advance(self, speed: float) -> np.ndarray:
         if speed > 0:
-            keep = 1.0 - speed
             eps = self._rng.standard_normal(self.latent_size)
-            self.offset = keep * self.offset + math.sqrt(max(0.0, 1.0 - keep * keep)) * eps
+            keep = 1.0 - speed
+            offset = keep * self.offset + math.sqrt(max(0.0, 1.0 - keep * keep)) * eps
+            if self.phrase_size:
+                p = self.phrase_size
+                keep = 1.0 - speed * PHRASE_WALK_RATE
+                offset[-p:] = keep * self.offset[-p:] + math.sqrt(max(0.0, 1.0 - keep * keep)) * eps[-p:]
+            self.offset = offset
         self.step_index += 1
         return self.offset

@@ -66,7 +66,7 @@ class LatentSource:
         self.latent_frames = int(prior.latent_frames)
         self.crossfade_frames = max(1, int(crossfade_frames))
         self._controls = controls or Controls()
-        self._walk = RandomWalk(prior.latent_size, self._controls.walk_seed)
+        self._walk = RandomWalk(prior.latent_size, self._controls.walk_seed, int(getattr(prior, "phrase_size", 0)))
         self._walk_offset = np.zeros(prior.latent_size)
         self._frames: np.ndarray | None = None  # (n_mels, L) log10 mel, current version of step k
         self._fade_from: np.ndarray | None = None  # (n_mels, L) what was playing before a re-run

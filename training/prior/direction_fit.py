@@ -32,6 +32,7 @@ import torch
 
 from melsynth.engine.dsp.features import MelSpec
 from melsynth.training.prior.directions import VERIFY_SHIFT_SIGMAS, Protocol, _mel_centres_hz
+from melsynth.training.prior.latents import hold_phrase
 
 TorchProperty = Callable[[torch.Tensor], torch.Tensor]
 
@@ -100,7 +101,8 @@ def fit_direction(generator, prop: TorchProperty, protocol: Protocol, spec: MelS
         p.requires_grad_(False)
     scale = None
     for _ in range(config.steps):
-        z0 = torch.randn(config.batch, protocol.latent_size, protocol.steps, generator=gen).to(device)
+        z0 = hold_phrase(torch.randn(config.batch, protocol.latent_size, protocol.steps, generator=gen),
+                         protocol.phrase_size).to(device)
         with torch.no_grad():
             base = measure(z0)
         if scale is None:  # the property's spread over starting points sets the tanh's knee

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.prior.latents import hold_phrase
 
 # (batch, latent, steps) -> (batch, n_mels, steps * latent_frames) normalised mel
 SampleFn = Callable[[np.ndarray], np.ndarray]
@@ -100,6 +101,7 @@ class Protocol:
     warmup_steps: int = 4
     measure_steps: int = 4
     batch: int = 64
+    phrase_size: int = 0     # the prior's held phrase inputs (``training.prior.latents``)
 
     @property
     def steps(self) -> int:
@@ -118,7 +120,8 @@ class Protocol:
         return {k: np.concatenate(v) for k, v in out.items()}
 
     def latents(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.standard_normal((n, self.latent_size, self.steps)).astype(np.float32)
+        return hold_phrase(rng.standard_normal((n, self.latent_size, self.steps)).astype(np.float32),
+                           self.phrase_size)
 
 
 # --------------------------------------------------------------------------- named directions

@@ -53,6 +53,7 @@ import numpy as np
 
 from melsynth.engine.argtypes import finite_float, int_range, seed
 from melsynth.engine.dsp.features import MelSpec
+from melsynth.training.prior.latents import held_sample_fn
 
 # (batch, latent, steps) -> (batch, n_mels, steps * latent_frames) normalised mel
 SampleFn = Callable[[np.ndarray], np.ndarray]
@@ -241,7 +242,8 @@ def generate_windows(sample: SampleFn, latent_size: int, latent_frames: int, n: 
     return spec.denormalize(np.concatenate(out)[:n]).astype(np.float32)
 
 
-def walk_latents(latent_size: int, steps: int, seed: int, speed: float, spread: float) -> np.ndarray:
+def walk_latents(latent_size: int, steps: int, seed: int, speed: float, spread: float,
+                 phrase_size: int = 0) -> np.ndarray:
     """``(latent_size, steps)``: the engine's latents for a render of ``seed`` (``melsynth render --seed``).
 
     The latent point of ``seed`` wandering by the engine's seeded walk at ``speed`` and ``spread``,
@@ -251,12 +253,13 @@ def walk_latents(latent_size: int, steps: int, seed: int, speed: float, spread: 
     from melsynth.engine.stream.controls import RandomWalk, latent_point
 
     controls = walk_controls(seed, speed, spread)
-    walk = RandomWalk(latent_size, controls.walk_seed)
+    walk = RandomWalk(latent_size, controls.walk_seed, phrase_size)
     return np.stack([latent_point(controls, (), latent_size, walk.advance(controls.safe_walk_speed).copy())
                      for _ in range(steps)], axis=1).astype(np.float32)
 
 
-def walk_sample_fn(sample: SampleFn, speed: float, spread: float, first_seed: int = 1) -> SampleFn:
+def walk_sample_fn(sample: SampleFn, speed: float, spread: float, first_seed: int = 1,
+                   phrase_size: int = 0) -> SampleFn:
     """``sample`` fed the engine's walk instead of i.i.d. latents: sequence ``k`` of the calls plays
     seed ``first_seed + k`` (only the shape of the noise handed in is used)."""
     count = [0]
@@ -265,7 +268,7 @@ def walk_sample_fn(sample: SampleFn, speed: float, spread: float, first_seed: in
         b, latent_size, steps = z.shape
         seeds = range(first_seed + count[0], first_seed + count[0] + b)
         count[0] += b
-        return sample(np.stack([walk_latents(latent_size, steps, s, speed, spread) for s in seeds]))
+        return sample(np.stack([walk_latents(latent_size, steps, s, speed, spread, phrase_size) for s in seeds]))
 
     return walked
 
@@ -650,14 +653,16 @@ def _eval_prior(args: argparse.Namespace) -> int:
     reference = PriorReference(args.corpus, n_windows=args.windows, window_frames=args.window_frames,
                                seed=args.seed, spec=bundle.mel, chunk_frames=prior.latent_frames)
     rng = np.random.default_rng(args.seed + 1)
-    sample = prior_sample_fn(prior)
+    engine_sample = prior_sample_fn(prior)
+    sample = held_sample_fn(engine_sample, prior.phrase_size)   # the prior's own latent distribution
     generated = generate_windows(sample, prior.latent_size, prior.latent_frames, args.windows,
                                  args.window_frames, rng, spec=bundle.mel, batch=1)
     metrics = reference.score(generated)
     if not args.no_walk:
         from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD
 
-        walked = generate_windows(walk_sample_fn(sample, WALK_SPEED, WALK_SPREAD), prior.latent_size,
+        walked = generate_windows(walk_sample_fn(engine_sample, WALK_SPEED, WALK_SPREAD, phrase_size=prior.phrase_size),
+                                  prior.latent_size,
                                   prior.latent_frames, args.windows, args.window_frames, rng, spec=bundle.mel,
                                   batch=1, windows_per_sequence=1)
         walk_scores = reference.score(walked)

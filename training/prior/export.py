@@ -157,6 +157,7 @@ def export_prior(generator: Generator, bundle_dir: str | Path, spec: MelSpec | N
         "streaming": graphs["streaming"],
         "latent_size": generator.latent_size,
         "latent_frames": generator.latent_frames,
+        **({"phrase_size": generator.phrase_size} if generator.phrase_size else {}),
         "directions": list(directions or []),
         "training": {"generator_config": generator.config.to_dict(), **(training or {})},
         "figures": {"parity": graphs["parity"], **(figures or {})},
@@ -184,7 +185,7 @@ def compute_directions(generator: Generator, spec: MelSpec | None = None, n_pca_
     spec = spec or MelSpec()
     generator = generator.eval()
     device = next(generator.parameters()).device
-    protocol = Protocol(generator.latent_size, generator.latent_frames)
+    protocol = Protocol(generator.latent_size, generator.latent_frames, phrase_size=generator.phrase_size)
     properties = torch_properties(spec)
 
     def refine(name: str, vector: np.ndarray) -> np.ndarray:

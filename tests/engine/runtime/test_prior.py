@@ -153,3 +153,47 @@ def test_eval_prior_cli_without_prior_is_a_one_line_error(tmp_path, capsys):
     root = make_tiny_bundle(tmp_path / "noprior")
     assert main(["eval", "prior", "--bundle", str(root), "--corpus", str(make_synthetic_corpus(tmp_path / "c"))]) == 2
     assert "no prior" in capsys.readouterr().err
+
+
+def test_phrase_latent_prior_exports_its_phrase_size_and_the_engine_walks_it_slowly(tmp_path):
+    """A prior with a phrase latent: the bundle says which inputs are held, the runtime matches torch,
+    and the engine's source walks those inputs slower than the rest."""
+    import dataclasses
+
+    from melsynth.engine.offline.render import walk_controls
+    from melsynth.engine.stream.controls import PHRASE_WALK_RATE
+    from melsynth.engine.stream.sources import LatentSource
+
+    root = make_tiny_bundle(tmp_path / "tiny")
+    torch.manual_seed(3)
+    config = dataclasses.replace(tiny_generator_config(), latent_size=8, phrase_size=3, code_size=6,
+                                 front_channels=8, front_dilations=(1,))
+    generator = Generator(config).eval()
+    with torch.no_grad():
+        for p in generator.front.phrase.out.parameters():
+            p.normal_()
+    export_prior(generator, root)
+    assert json.loads((root / "bundle.json").read_text())["prior"]["phrase_size"] == 3
+    prior = load_prior(root)
+    assert prior.phrase_size == 3
+    z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    with torch.no_grad():
+        reference = generator(torch.from_numpy(z.T[None].copy()))[0].numpy()
+    assert np.max(np.abs(prior.offline(z) - reference)) < 1e-5
+
+    seen = []
+    step = prior.step
+    prior.step = lambda zt: seen.append(np.array(zt)) or step(zt)
+    source = LatentSource(prior, MelSpec(), walk_controls(4, 1.0, 1.0))
+    source.next_frames(prior.latent_frames * 40)
+    z = np.stack(seen)                                   # (40, 8): the walk alone (spread 1)
+    moves = np.abs(np.diff(z, axis=0)).mean(axis=0)
+    assert moves[:5].min() > 0.8                         # fresh every step at speed 1: about 1.13
+    assert moves[5:].max() < 1.6 * np.sqrt(2 * PHRASE_WALK_RATE)   # about 0.8 sqrt(2 rate) = 0.2
+
+    data = json.loads((root / "bundle.json").read_text())
+    data["prior"]["phrase_size"] = 8
+    (root / "bundle.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="phrase_size") as e:
+        load_bundle(root)
+    assert e.value.field == "prior.phrase_size"

@@ -48,7 +48,8 @@ def test_eval_prior_bad_seeds_is_a_one_line_error(tmp_path, capsys):
     assert "--seeds 'many'" in capsys.readouterr().err
 
 
-def test_walk_latents_are_what_the_engine_feeds_its_prior_for_that_seed():
+@pytest.mark.parametrize("phrase_size", [0, 2])
+def test_walk_latents_are_what_the_engine_feeds_its_prior_for_that_seed(phrase_size):
     from melsynth.engine.dsp.features import MelSpec
     from melsynth.engine.offline.render import walk_controls
     from melsynth.engine.stream.sources import LatentSource
@@ -58,6 +59,7 @@ def test_walk_latents_are_what_the_engine_feeds_its_prior_for_that_seed():
 
     class RecordingPrior:
         latent_size, latent_frames, directions = 5, 4, ()
+        phrase_size = 0
 
         def __init__(self):
             self.seen = []
@@ -67,15 +69,20 @@ def test_walk_latents_are_what_the_engine_feeds_its_prior_for_that_seed():
             return np.zeros((spec.n_mels, self.latent_frames), np.float32)
 
     prior = RecordingPrior()
+    prior.phrase_size = phrase_size
     source = LatentSource(prior, spec, walk_controls(7, 0.6, 0.9))
     source.next_frames(prior.latent_frames * 6)
-    np.testing.assert_allclose(np.stack(prior.seen, axis=1), walk_latents(5, 6, 7, 0.6, 0.9), rtol=0, atol=1e-6)
+    walked = walk_latents(5, 6, 7, 0.6, 0.9, phrase_size)
+    np.testing.assert_allclose(np.stack(prior.seen, axis=1), walked, rtol=0, atol=1e-6)
+    # the phrase inputs walk slower than the rest
+    assert (np.abs(np.diff(walked[5 - phrase_size:], axis=1)).mean() < 0.5 * np.abs(np.diff(walked[:3], axis=1)).mean()
+            or not phrase_size)
     # the sampler plays consecutive seeds, one per sequence, whatever noise it is handed
     calls = []
-    sampler = walk_sample_fn(lambda z: calls.append(z) or z, 0.6, 0.9, first_seed=7)
+    sampler = walk_sample_fn(lambda z: calls.append(z) or z, 0.6, 0.9, first_seed=7, phrase_size=phrase_size)
     sampler(np.zeros((2, 5, 6), np.float32))
     sampler(np.ones((1, 5, 6), np.float32))
-    np.testing.assert_allclose(calls[0][0], walk_latents(5, 6, 7, 0.6, 0.9), atol=1e-6)
-    np.testing.assert_allclose(calls[0][1], walk_latents(5, 6, 8, 0.6, 0.9), atol=1e-6)
-    np.testing.assert_allclose(calls[1][0], walk_latents(5, 6, 9, 0.6, 0.9), atol=1e-6)
+    np.testing.assert_allclose(calls[0][0], walk_latents(5, 6, 7, 0.6, 0.9, phrase_size), atol=1e-6)
+    np.testing.assert_allclose(calls[0][1], walk_latents(5, 6, 8, 0.6, 0.9, phrase_size), atol=1e-6)
+    np.testing.assert_allclose(calls[1][0], walk_latents(5, 6, 9, 0.6, 0.9, phrase_size), atol=1e-6)
     assert not np.allclose(calls[0][0], calls[0][1])

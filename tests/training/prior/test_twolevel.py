@@ -25,9 +25,10 @@ def corpus(tmp_path_factory):
     return make_synthetic_corpus(tmp_path_factory.mktemp("twolevel") / "corpus")
 
 
-def two_level_generator_config(slow_channels: int = 0) -> GeneratorConfig:
+def two_level_generator_config(slow_channels: int = 0, phrase_size: int = 0) -> GeneratorConfig:
     return dataclasses.replace(tiny_prior_config().generator, latent_size=6, code_size=10, front_channels=12,
-                               front_dilations=(1, 2), front_slow_channels=slow_channels, front_slow_steps=5)
+                               front_dilations=(1, 2), front_slow_channels=slow_channels, front_slow_steps=5,
+                               phrase_size=phrase_size)
 
 
 def _randomise_slow_path(g: Generator) -> None:
@@ -36,19 +37,27 @@ def _randomise_slow_path(g: Generator) -> None:
             p.normal_()
 
 
-@pytest.mark.parametrize("slow_channels", [0, 3])
-def test_front_streams_equal_offline_and_decoder_config_drops_it(slow_channels):
+def _randomise_phrase_path(g: Generator) -> None:
+    with torch.no_grad():
+        for p in g.front.phrase.out.parameters():
+            p.normal_()
+
+
+@pytest.mark.parametrize("slow_channels, phrase_size", [(0, 0), (3, 0), (0, 2)])
+def test_front_streams_equal_offline_and_decoder_config_drops_it(slow_channels, phrase_size):
     torch.manual_seed(0)
-    g = Generator(two_level_generator_config(slow_channels)).eval()
+    g = Generator(two_level_generator_config(slow_channels, phrase_size)).eval()
     if slow_channels:
         _randomise_slow_path(g)
+    if phrase_size:
+        _randomise_phrase_path(g)
     z = torch.randn(1, 6, 12)
     with torch.no_grad():
         offline = g(z)
         chunks = torch.cat(run_chunks(g, z, [1, 3, 2, 3, 1, 2]), dim=2)
     torch.testing.assert_close(chunks, offline, atol=1e-5, rtol=0)
     dec = g.config.decoder_config()
-    assert (dec.latent_size, dec.code_size, dec.front_slow_channels) == (10, 0, 0)
+    assert (dec.latent_size, dec.code_size, dec.front_slow_channels, dec.phrase_size) == (10, 0, 0, 0)
     # the composite's decoder parameters are exactly a front-less generator's
     plain = {k for k in Generator(dec).state_dict()}
     assert plain == {k for k in g.state_dict() if not k.startswith("front.")}
@@ -216,6 +225,38 @@ def test_latent_gan_refuses_a_decoder_of_another_shape(corpus, tmp_path):
         task.build_generator()
     with pytest.raises(ConfigError, match="front"):
         LatentGANTask(tiny_prior_config(), TwoLevelConfig(autoencoder=str(ae_run)), corpus)
+
+
+def test_phrase_latent_starts_silent_and_then_steers_the_front_causally():
+    """Zero-initialised, the phrase inputs change nothing (a branch starts where its run was); trained
+    (here: randomised), they move the output, and a change at step t leaves the steps before t alone."""
+    torch.manual_seed(2)
+    g = Generator(two_level_generator_config(phrase_size=2)).eval()
+    z = torch.randn(1, 6, 8)
+    other = z.clone()
+    other[:, 4:, 5:] += 3.0
+    with torch.no_grad():
+        torch.testing.assert_close(g(other), g(z), atol=0, rtol=0)
+        _randomise_phrase_path(g)
+        a, b = g(z), g(other)
+    frames = g.latent_frames
+    torch.testing.assert_close(a[:, :, :5 * frames], b[:, :, :5 * frames], atol=1e-6, rtol=0)
+    assert float((a[:, :, 5 * frames:] - b[:, :, 5 * frames:]).abs().mean()) > 1e-3
+    with pytest.raises(ConfigError, match="phrase_size"):
+        dataclasses.replace(two_level_generator_config(), phrase_size=6)
+    with pytest.raises(ConfigError, match="phrase_size"):
+        dataclasses.replace(tiny_prior_config().generator, phrase_size=1)   # no front
+
+
+def test_walk_noise_holds_the_phrase_part_for_the_sequence():
+    from melsynth.training.prior.twolevel import walk_noise
+
+    torch.manual_seed(0)
+    z = walk_noise(2000, 8, 10, 0.5, "cpu", phrase_size=3)
+    phrase, fast = z[:, 5:], z[:, :5]
+    assert torch.equal(phrase, phrase[:, :, :1].expand_as(phrase))
+    assert abs(float(phrase[:, :, 0].std()) - 1.0) < 0.05 and abs(float(phrase.mean())) < 0.05
+    assert float((fast[:, :, 1:] - fast[:, :, :-1]).abs().mean()) > 0.3
 
 
 def test_walk_noise_is_unit_normal_per_step_and_correlated_in_time():
