@@ -113,6 +113,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 0.0
     lr_half_life_steps: int = 0          # exponential decay of both learning rates; 0 = constant
+    lr_decay_from_step: int = 0          # the decay starts here (a branch carries the old run's step on)
     warmup_steps: int = 2000             # reconstruction-only steps before the discriminator joins
     grad_clip: float = 0.0               # max grad norm; 0 = off
     log_every: int = 20                  # steps between TensorBoard scalars
@@ -129,6 +130,9 @@ class TrainConfig:
             raise TrainError(f"learning rates must be positive (lr_g={self.lr_g}, lr_d={self.lr_d})")
         if self.warmup_steps < 0 or self.log_every < 1:
             raise TrainError("warmup_steps must be >= 0 and log_every >= 1")
+        if self.lr_half_life_steps < 0 or self.lr_decay_from_step < 0:
+            raise TrainError(f"lr_half_life_steps={self.lr_half_life_steps} and lr_decay_from_step="
+                             f"{self.lr_decay_from_step} must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -442,7 +446,8 @@ class _Trainer:
         half = self.config.lr_half_life_steps
         if half <= 0:
             return lambda step: 1.0
-        return lambda step: 0.5 ** (step / half)
+        start = self.config.lr_decay_from_step
+        return lambda step: 0.5 ** (max(0, step - start) / half)
 
     def _build(self, state: dict[str, Any] | None) -> None:
         cfg = self.config

@@ -225,3 +225,21 @@ def test_shipped_recipe_configs_still_load(recipe):
     assert prior.discriminator.delta_input == (recipe != "stage1_vae_gan")
     # the VAE warm start belongs to runs that start from nothing, not to continuations (--init)
     assert (trainer.warmup_steps > 0) == (recipe in ("stage1_vae_gan", "scratch_gpu_batch64"))
+
+
+def test_learning_rate_decay_can_start_at_a_later_step():
+    """A branch carries the old run's step on: its decay counts from ``lr_decay_from_step``."""
+    from types import SimpleNamespace
+
+    from melsynth.training.gan import TrainConfig, TrainError, _Trainer
+
+    def factor(step, **kw):
+        return _Trainer._lr_lambda(SimpleNamespace(config=TrainConfig(**kw)))(step)
+
+    assert factor(30_000) == 1.0
+    assert factor(1_000, lr_half_life_steps=1_000) == 0.5
+    assert factor(30_000, lr_half_life_steps=1_000, lr_decay_from_step=30_000) == 1.0
+    assert factor(10, lr_half_life_steps=1_000, lr_decay_from_step=30_000) == 1.0
+    assert factor(32_000, lr_half_life_steps=1_000, lr_decay_from_step=30_000) == 0.25
+    with pytest.raises(TrainError, match="lr_decay_from_step"):
+        TrainConfig(lr_decay_from_step=-1)
