@@ -61,6 +61,7 @@ WALK_SPEED, WALK_SPREAD = 1.0, 0.95
 # The phrase part of the walk moves 32 times slower: at speed 1 its correlation falls to 1/e in
 # 32 steps (12 s), about a phrase; a training window (28 steps) holds it still.
 PHRASE_WALK_RATE = 1.0 / 32.0
+WALK_STREAM = 1  # the walk's noise: the seed's stream 1 (``seeded_point`` is stream 0, the plain seed)
 
 
 def _float(value, default: float) -> float:
@@ -238,7 +239,10 @@ class RandomWalk:
             s = int(seed) & 0xFFFFFFFFFFFFFFFF
         except (TypeError, ValueError, OverflowError):
             s = 0
-        self._rng = np.random.Generator(np.random.PCG64(s))
+        # Its own stream, not the one ``seeded_point`` draws from: a walk seeded like its point
+        # (``render --seed``) would otherwise start at the point, and ``sqrt(1 - s^2) point + s walk``
+        # would be 1.3 point, not N(0, 1), until the walk had moved off (seconds, for the phrase part).
+        self._rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([s, WALK_STREAM])))
 
     def snapshot(self) -> tuple:
         """Where the walk is (offset, step, seed, noise state): ``restore`` goes back to it."""

@@ -47,6 +47,17 @@ def test_walk_replaces_part_of_the_point_so_latents_stay_unit_normal(spread):
     np.testing.assert_allclose(walked, np.sqrt(1 - spread ** 2) * point + spread, rtol=1e-5)
 
 
+def test_a_walk_seeded_like_its_point_starts_independent_of_it():
+    from melsynth.engine.stream.controls import RandomWalk, seeded_point
+
+    points = np.stack([seeded_point(s, 8) for s in range(500)])
+    starts = np.stack([RandomWalk(8, s).offset for s in range(500)])
+    assert abs(np.corrcoef(points.ravel(), starts.ravel())[0, 1]) < 0.1
+    z = np.stack([latent_point(Controls(seed=s, walk_seed=s, walk_spread=0.95), (), 8, RandomWalk(8, s).offset)
+                  for s in range(500)])
+    assert abs(z.std() - 1.0) < 0.05
+
+
 def test_with_a_phrase_latent_the_point_and_spread_act_on_the_phrase_inputs_alone():
     walk = np.linspace(-1.0, 1.0, 6)
     a = latent_point(Controls(seed=1, walk_spread=0.6), (), 6, walk, phrase_size=2)
