@@ -218,12 +218,15 @@ def one_frame_per_window(windows: np.ndarray, rng: np.random.Generator) -> np.nd
 # --------------------------------------------------------------------------- generation
 def generate_windows(sample: SampleFn, latent_size: int, latent_frames: int, n: int, window_frames: int,
                      rng: np.random.Generator, spec: MelSpec | None = None, batch: int = 16,
-                     windows_per_sequence: int = 8, warmup_steps: int = EVAL_WARMUP_STEPS) -> np.ndarray:
+                     windows_per_sequence: int = 1, warmup_steps: int = EVAL_WARMUP_STEPS) -> np.ndarray:
     """``(n, n_mels, window_frames)`` log10 mel windows of the prior, after ``warmup_steps`` of context.
 
-    Each sequence of independent N(0, I) latents yields ``windows_per_sequence``
+    Each sequence of latents (from ``rng``, N(0, I)) yields ``windows_per_sequence``
     consecutive windows, starting at a random frame offset after the warm-up
-    (so windows are not aligned to latent steps).
+    (so windows are not aligned to latent steps). One per sequence by default: the
+    windows are then independent draws, as the test-split windows they are scored
+    against are. Windows of one sequence share its phrase latent (``latents``): eight
+    per sequence would score an eighth as many phrases as windows.
     """
     spec = spec or MelSpec()
     need = warmup_steps * latent_frames + latent_frames + windows_per_sequence * window_frames
