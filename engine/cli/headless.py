@@ -16,7 +16,8 @@ from melsynth.engine.cli.args import (MAX_PLAY_SECONDS, MAX_RENDER_SECONDS, add_
 from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD, Z_LIMIT
 
 BUNDLE_HELP = "bundle folder (default: $MELSYNTH_BUNDLE or models/default)"
-WALK_SPREAD_HELP = "share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)"
+WALK_SPREAD_HELP = ("how far the music walks from the point: its character, with a phrase prior (0 = held point, "
+                    "1 = all the way; > 1 wilder)")
 
 
 def _error(message: str):
@@ -209,7 +210,7 @@ def register_render(sub) -> None:
     p.add_argument("--bundle", default=None, help=BUNDLE_HELP)
     p.add_argument("--vocoder", default=None, help=vocoder_help())
     p.add_argument("--walk-speed", type=finite_float(0, 1), default=WALK_SPEED,
-                   help="how fast the latent point wanders (0 = still, 1 = a new point every latent step)")
+                   help="how fast the latent point wanders (0 = still, 1 = new notes every latent step)")
     p.add_argument("--walk-spread", type=finite_float(0, Z_LIMIT), default=WALK_SPREAD, help=WALK_SPREAD_HELP)
     add_quality_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")

@@ -82,7 +82,8 @@ class Controls:
     seed_b, point_b: latent point B; None and None = no B (morph ignored)
     morph:        0 = A, 1 = B
     walk_speed:   0 = still .. 1 = a fresh random point every latent step
-    walk_spread:  share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)
+    walk_spread:  share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder);
+                  with a phrase prior, of its phrase inputs (the rest always walks)
     walk_seed:    seed of the walk's noise
     source:       "latent" | "canvas" | "file"
     gain:         linear output gain (before the limiter)
