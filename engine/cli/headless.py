@@ -16,8 +16,7 @@ from melsynth.engine.cli.args import (MAX_PLAY_SECONDS, MAX_RENDER_SECONDS, add_
 from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD, Z_LIMIT
 
 BUNDLE_HELP = "bundle folder (default: $MELSYNTH_BUNDLE or models/default)"
-WALK_SPREAD_HELP = ("how far the music walks from the point: its character, with a phrase prior (0 = held point, "
-                    "1 = all the way; > 1 wilder)")
+WALK_SPREAD_HELP = "share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)"
 
 
 def _error(message: str):

@@ -27,18 +27,12 @@ were fitted and verified (``training.prior.direction_fit``). ``s > 1`` wanders
 further than the prior has seen (the base point then no longer counts).
 
 A prior with a phrase latent (the bundle's ``phrase_size``: its last inputs are
-drawn once per phrase in training, the rest anew every step) holds its character
-in those inputs, so the point and the spread act on them alone, and they walk
-``PHRASE_WALK_RATE`` times slower: the loudness, register or instrument changes
-over seconds while the notes change every step::
+drawn once per phrase in training) gets those inputs walked ``PHRASE_WALK_RATE``
+times slower, so the loudness, register or instrument they hold changes over
+seconds while the notes change every step::
 
     inputs        0 .. latent - phrase - 1       latent - phrase .. latent - 1
     walk speed    speed                          speed * PHRASE_WALK_RATE
-    z             walk_k (+ knobs)               sqrt(1 - s^2) base + s walk_k (+ knobs)
-
-A held share of the point in the per-step inputs is what the phrase inputs already
-give, twice over: measured, it pushes windows further apart than real music's
-(FD-mel of the engine's walk 2.40 at spread 0.95 against 1.88 without it).
 """
 from __future__ import annotations
 
@@ -82,8 +76,7 @@ class Controls:
     seed_b, point_b: latent point B; None and None = no B (morph ignored)
     morph:        0 = A, 1 = B
     walk_speed:   0 = still .. 1 = a fresh random point every latent step
-    walk_spread:  share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder);
-                  with a phrase prior, of its phrase inputs (the rest always walks)
+    walk_spread:  share of the latent that walks (0 = held point, 1 = all of it; > 1 wilder)
     walk_seed:    seed of the walk's noise
     source:       "latent" | "canvas" | "file"
     gain:         linear output gain (before the limiter)
@@ -194,21 +187,17 @@ _cached_base_point = functools.lru_cache(maxsize=32)(_base_point)
 
 
 def latent_point(controls: Controls, directions: Sequence, latent_size: int,
-                 walk: np.ndarray | None = None, phrase_size: int = 0) -> np.ndarray:
+                 walk: np.ndarray | None = None) -> np.ndarray:
     """The prior's input for one latent step: ``(latent_size,)`` float32, always finite.
 
     ``directions``: the bundle's ``Direction`` objects (unit ``vector`` and ``sigma``).
     ``walk``: the unit-spread walk offset of this step (``RandomWalk.offset``), or None.
-    ``phrase_size``: the prior's phrase inputs (the last ones); with a walk, the others are the walk's.
     """
     with np.errstate(all="ignore"):
         spread = controls.safe_walk_spread
         z = base_point(controls, latent_size)
         if walk is not None and spread > 0:
             z = math.sqrt(max(0.0, 1.0 - spread * spread)) * z + spread * walk
-        if walk is not None and phrase_size:
-            fast = latent_size - phrase_size
-            z = np.concatenate([np.asarray(walk, dtype=np.float64)[:fast], z[fast:]])
         for value, d in zip(controls.knobs, directions):
             v = _float(value, 0.0)
             if v:

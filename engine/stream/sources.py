@@ -94,8 +94,7 @@ class LatentSource:
         self._controls = controls
 
     def current_z(self) -> np.ndarray:
-        return latent_point(self._controls, self.prior.directions, self.prior.latent_size, self._walk_offset,
-                            self._walk.phrase_size)
+        return latent_point(self._controls, self.prior.directions, self.prior.latent_size, self._walk_offset)
 
     def _run_prior(self) -> np.ndarray:
         out = np.asarray(self.prior.step(self.current_z()), dtype=np.float32)

@@ -257,7 +257,7 @@ def walk_latents(latent_size: int, steps: int, seed: int, speed: float, spread: 
 
     controls = walk_controls(seed, speed, spread)
     walk = RandomWalk(latent_size, controls.walk_seed, phrase_size)
-    return np.stack([latent_point(controls, (), latent_size, walk.advance(controls.safe_walk_speed).copy(), phrase_size)
+    return np.stack([latent_point(controls, (), latent_size, walk.advance(controls.safe_walk_speed).copy())
                      for _ in range(steps)], axis=1).astype(np.float32)
 
 

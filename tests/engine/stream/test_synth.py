@@ -58,19 +58,6 @@ def test_a_walk_seeded_like_its_point_starts_independent_of_it():
     assert abs(z.std() - 1.0) < 0.05
 
 
-def test_with_a_phrase_latent_the_point_and_spread_act_on_the_phrase_inputs_alone():
-    walk = np.linspace(-1.0, 1.0, 6)
-    a = latent_point(Controls(seed=1, walk_spread=0.6), (), 6, walk, phrase_size=2)
-    b = latent_point(Controls(seed=2, walk_spread=0.6), (), 6, walk, phrase_size=2)
-    np.testing.assert_allclose(a[:4], walk[:4], rtol=1e-6)      # per-step inputs: the walk's
-    np.testing.assert_allclose(b[:4], walk[:4], rtol=1e-6)
-    point = latent_point(Controls(seed=1), (), 6)
-    np.testing.assert_allclose(a[4:], 0.8 * point[4:] + 0.6 * walk[4:], rtol=1e-5)
-    assert not np.allclose(a[4:], b[4:])
-    held = latent_point(Controls(seed=1, walk_spread=0.0), (), 6, walk, phrase_size=2)
-    np.testing.assert_allclose(held[4:], point[4:], rtol=1e-6)
-
-
 def test_latent_source_equals_prior_offline(bundle):
     """Constant controls, no walk: the source is exactly the prior's offline output, denormalised."""
     spec = bundle.mel
