@@ -44,10 +44,12 @@ def main() -> None:
     for path in args.bundles:
         prior = Prior(load_bundle(path))
         sample = prior_sample_fn(prior)
-        sets[f"{path}, i.i.d."] = generate_windows(held_sample_fn(sample, prior.phrase_size), prior.latent_size, prior.latent_frames, n, wf,
+        sets[f"{path}, i.i.d."] = generate_windows(held_sample_fn(sample, prior.phrase_size), prior.latent_size,
+                                                   prior.latent_frames, n, wf,
                                                    np.random.default_rng(1), spec=spec)
         sets[f"{path}, walk {WALK_SPEED:g}/{WALK_SPREAD:g}"] = generate_windows(
-            walk_sample_fn(sample, WALK_SPEED, WALK_SPREAD, phrase_size=prior.phrase_size), prior.latent_size, prior.latent_frames, n, wf,
+            walk_sample_fn(sample, WALK_SPEED, WALK_SPREAD, phrase_size=prior.phrase_size), prior.latent_size,
+            prior.latent_frames, n, wf,
             np.random.default_rng(2), spec=spec, batch=1, windows_per_sequence=1)
     spread = float(np.trace(np.cov(reference[:, GROUPS["band mean"]], rowvar=False)))
     print(f"| windows | FD | {' | '.join(GROUPS)} | spread of band means (test split {spread:.0f}) |")
