@@ -192,6 +192,9 @@ class GANTask:
     # Files of a run folder that a branch copies from the run it continues (besides the curve).
     branch_files: tuple[str, ...] = ()
 
+    def after_branch(self, generator: nn.Module, discriminator: nn.Module | None) -> None:
+        """Called once a branch has loaded the old run's state: fix up what must follow this run's data."""
+
     def keep_built_on_branch(self, key: str) -> bool:
         """True: a branch keeps this generator tensor as ``build_generator`` made it, not the old run's
         (e.g. a frozen part the new configuration takes from elsewhere)."""
@@ -534,6 +537,7 @@ class _Trainer:
         opt["state"] = {i: moments[n] for i, n in enumerate(names)
                         if n in moments and not self.task.keep_built_on_branch(n)}
         self.opt_g.load_state_dict(opt)
+        self.task.after_branch(self.G, self.D)
 
     def _set_lr(self) -> None:
         factor = self._lr_lambda()(self.step)

@@ -158,7 +158,8 @@ def _export_prior(args: argparse.Namespace) -> int:
     if args.decoder is not None:
         training["decoder_run"] = str(Path(args.decoder).resolve())
         decoder_curve = run_learning_curve(_run_folder(args.decoder),
-                                           columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1"))
+                                           columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1",
+                                                    "recon_train_fd_ratio"))
         if decoder_curve:
             training["decoder_learning_curve"] = decoder_curve
     curve = run_learning_curve(Path(info["source"]).parent)

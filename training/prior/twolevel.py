@@ -51,6 +51,7 @@ from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_
 from melsynth.training.prior.train import PriorModule, PriorTask
 
 CODES_FILE = "train_codes.npz"   # the train split's code sequences, in the latent-GAN run folder
+ENCODER_KEY = "encoder"          # ... and the fingerprint of the encoder that made them
 ENCODE_CHUNK_STEPS = 256         # latent steps encoded per call (the encoder is not causal: chunks overlap)
 ENCODE_OVERLAP_STEPS = 4
 
@@ -99,7 +100,7 @@ class AutoencoderTask(PriorTask):
     """
 
     name = "prior_autoencoder"
-    best_metric = "recon_fd_ratio"
+    best_metric = "recon_train_fd_ratio"   # the ceiling of a prior on these codes (``validate``)
 
     def __init__(self, config: PriorConfig, twolevel: TwoLevelConfig, corpus_dir, spec: MelSpec | None = None,
                  reference_cache=None):
@@ -153,34 +154,49 @@ class AutoencoderTask(PriorTask):
         return LossOutput(loss, logs, fake.detach())
 
     def validate(self, generator: nn.Module, device: torch.device) -> Validation:
-        """FD-mel and NDB of reconstructed test windows: the ceiling of any prior that uses this decoder."""
+        """FD-mel and NDB of reconstructed windows, both scored against the test split.
+
+        * ``recon_*``: test windows reconstructed. The same works as the reference, so
+          this measures the autoencoder's distortion alone.
+        * ``recon_train_*``: train windows reconstructed, the codes a latent GAN learns
+          from. A prior that generates exactly those codes scores this, so it is the
+          ceiling of any prior on this autoencoder. It is not ``recon_fd_ratio``: the
+          distortion adds to the train/test difference that the floor already holds.
+        """
         from melsynth.training.prior.data import load_split
         from melsynth.training.prior.evaluate import mel_grid_image
 
         module = unwrap(generator)
         reference = self.reference()
-        test = load_split(self.corpus_dir, "test", self.spec, min_frames=self.segment_frames)
-        rng = np.random.default_rng(4321)
+        n = min(self.config.eval_windows, 1000)
+        metrics: dict[str, float] = {}
+        for split, prefix in (("test", "recon"), ("train", "recon_train")):
+            data = load_split(self.corpus_dir, split, self.spec, min_frames=self.segment_frames)
+            windows, l1 = self._reconstruct(module, data, n, np.random.default_rng(4321), device)
+            scores = reference.score(windows)
+            metrics.update({f"{prefix}_fd_ratio": scores["fd_ratio"], f"{prefix}_ndb": scores["ndb"],
+                            f"{prefix}_l1": l1})
+            if split == "test":
+                images = {"reconstructed_top_real_bottom": mel_grid_image(windows[:4], reference.real_examples[:4],
+                                                                          self.spec)}
+        return Validation(metrics=metrics, images=images, sample_rate=self.spec.sample_rate)
+
+    def _reconstruct(self, module: PriorModule, data, n: int, rng: np.random.Generator, device: torch.device
+                     ) -> tuple[np.ndarray, float]:
+        """``n`` windows of ``data`` encoded and decoded: ``((n, n_mels, eval_window_frames)`` log10 mel,
+        mean L1 in normalised units)``. One latent step more is decoded first, from zero state, and cut."""
         lf = self.config.generator.latent_frames
         window = self.config.eval_window_frames
-        n = min(self.config.eval_windows, 1000)
         recon, l1 = [], []
         for start in range(0, n, 16):
-            real = self.spec.normalize(test.sample_windows(min(16, n - start), window + lf, rng))
+            real = self.spec.normalize(data.sample_windows(min(16, n - start), window + lf, rng))
             x = torch.from_numpy(real.astype(np.float32)).to(device)
             with torch.no_grad():
                 mean, _ = module.encoder(x)
                 y = module.ema(mean)
-            # the first step decodes from zero state: judge the windows after it
             recon.append(y[:, :, lf:].float().cpu().numpy())
             l1.append(float((y - x)[:, :, lf:].abs().mean()))
-        windows = self.spec.denormalize(np.concatenate(recon)).astype(np.float32)
-        scores = reference.score(windows)
-        metrics = {"recon_fd_ratio": scores["fd_ratio"], "recon_ndb": scores["ndb"],
-                   "recon_l1": float(np.mean(l1))}
-        images = {"reconstructed_top_real_bottom": mel_grid_image(windows[:4], reference.real_examples[:4],
-                                                                  self.spec)}
-        return Validation(metrics=metrics, images=images, sample_rate=self.spec.sample_rate)
+        return self.spec.denormalize(np.concatenate(recon)).astype(np.float32), float(np.mean(l1))
 
 
 def load_autoencoder(path: str | Path) -> tuple[PriorModule, dict[str, Any]]:
@@ -224,6 +240,17 @@ def encode_mel(encoder: nn.Module, norm_mel: np.ndarray, latent_frames: int) -> 
         out.append(mean[0, :, t - lo:t - lo + keep].numpy())
         t += keep
     return np.concatenate(out, axis=1)
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """SHA-1 of the encoder's weights: which encoder a cache of codes belongs to."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def encode_split(encoder: nn.Module, split, spec: MelSpec, latent_frames: int, progress: bool = True
@@ -364,22 +391,34 @@ class LatentGANTask(GANTask):
 
     # ----------------------------------------------------------------- data
     def codes(self) -> list[np.ndarray]:
-        """The train split's code sequences: encoded once, then read from ``codes_cache``."""
+        """The train split's code sequences: encoded once, then read from ``codes_cache``.
+
+        The cache names the encoder that made it (``encoder_fingerprint``). A cache of
+        another encoder (a branch onto a retrained autoencoder copies the old run's) is
+        encoded afresh, never read as this encoder's codes.
+        """
         if self._codes is None:
             cache = self.codes_cache
+            encoder = self.autoencoder().encoder
+            fingerprint = encoder_fingerprint(encoder)
             if cache is not None and cache.is_file():
                 with np.load(cache) as z:
-                    self._codes = [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
-            else:
+                    if ENCODER_KEY in z.files and bytes(z[ENCODER_KEY]).decode() == fingerprint:
+                        self._codes = [z[k] for k in sorted((k for k in z.files if k != ENCODER_KEY),
+                                                            key=lambda k: int(k[1:]))]
+                if self._codes is None:
+                    print(f"{cache}: codes of another encoder (or unnamed): encoding the train split afresh")
+            if self._codes is None:
                 from melsynth.training.prior.data import load_split
 
                 split = load_split(self.corpus_dir, "train", self.spec)
-                self._codes = encode_split(self.autoencoder().encoder, split, self.spec,
-                                           self.config.generator.latent_frames)
+                self._codes = encode_split(encoder, split, self.spec, self.config.generator.latent_frames)
                 if cache is not None:
                     from melsynth.engine.atomic import atomic_write
 
-                    atomic_write(cache, lambda f: np.savez(f, **{f"f{i}": c for i, c in enumerate(self._codes)}))
+                    arrays = {f"f{i}": c for i, c in enumerate(self._codes)}
+                    arrays[ENCODER_KEY] = np.frombuffer(fingerprint.encode(), dtype=np.uint8)
+                    atomic_write(cache, lambda f: np.savez(f, **arrays))
         return self._codes
 
     def code_statistics(self) -> tuple[np.ndarray, np.ndarray]:
@@ -433,6 +472,11 @@ class LatentGANTask(GANTask):
             p.requires_grad_(name.startswith("front."))
         module.encoder.requires_grad_(False)
         return module
+
+    def after_branch(self, generator: nn.Module, discriminator: nn.Module | None) -> None:
+        """The old run's critic standardised its codes; these codes may come from another encoder."""
+        if discriminator is not None:
+            unwrap(discriminator).set_statistics(*self.code_statistics())
 
     def build_discriminator(self) -> nn.Module:
         critic = LatentCritic(self.config.generator.code_size, self.twolevel.critic_channels,

@@ -15,7 +15,7 @@ from melsynth.training.nn.conv import run_chunks
 from melsynth.training.prior.config import ConfigError, GeneratorConfig
 from melsynth.training.prior.model import Generator
 from melsynth.training.prior.twolevel import (AutoencoderTask, LatentCritic, LatentGANTask, TwoLevelConfig, encode_mel,
-                                     latent_prior_config)
+                                              encode_split, encoder_fingerprint, latent_prior_config)
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -162,7 +162,12 @@ def test_autoencoder_learns_to_reconstruct(corpus, tmp_path):
     first = task.validate(before, "cpu").metrics["recon_l1"]
     run2, _ = _autoencoder_run(corpus, tmp_path / "more", 60)
     after, _ = load_autoencoder(run2)
-    assert task.validate(after, "cpu").metrics["recon_l1"] < 0.8 * first
+    metrics = task.validate(after, "cpu").metrics
+    assert metrics["recon_l1"] < 0.8 * first
+    # train windows reconstructed too (the ceiling of a prior on these codes), scored like the test ones
+    assert set(metrics) >= {"recon_train_fd_ratio", "recon_train_ndb", "recon_train_l1", "recon_fd_ratio"}
+    assert metrics["recon_train_l1"] < 0.8 * first and metrics["recon_train_fd_ratio"] > 0
+    assert task.best_metric in metrics
 
 
 def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus, tmp_path):
@@ -214,6 +219,37 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
     for k, v in remove_weight_norm(_load(ae2)[0].ema).state_dict().items():
         torch.testing.assert_close(rebuilt[k], v, atol=1e-5, rtol=0)
     assert json.loads((bundle2 / "bundle.json").read_text())["prior"]["training"]["decoder_run"]
+
+
+def test_the_codes_cache_belongs_to_the_encoder_that_made_it(corpus, tmp_path, monkeypatch):
+    import melsynth.training.prior.twolevel as twolevel
+    from melsynth.training.prior.data import load_split
+    from melsynth.training.prior.twolevel import load_autoencoder
+
+    ae_run, ae_prior = _autoencoder_run(corpus, tmp_path, 1)
+    ae2, _ = _autoencoder_run(corpus, tmp_path / "second", 2)
+    prior = latent_prior_config(ae_prior.to_dict(), latent_size=6, front_channels=12, front_dilations=(1,))
+    cache = tmp_path / "codes.npz"
+
+    def task(ae):
+        return LatentGANTask(prior, TwoLevelConfig(autoencoder=str(ae)), corpus, codes_cache=cache)
+
+    first = task(ae_run).codes()
+    with monkeypatch.context() as m:              # the same encoder reads its cache: nothing is encoded
+        m.setattr(twolevel, "encode_split", lambda *a, **k: pytest.fail("encoded again"))
+        again = task(ae_run).codes()
+    assert len(again) == len(first) and all(np.array_equal(x, y) for x, y in zip(first, again))
+    other = task(ae2).codes()                     # another encoder: its own codes, and the cache becomes its
+    encoder = load_autoencoder(ae2)[0].encoder
+    want = encode_split(encoder, load_split(corpus, "train"), twolevel.MelSpec(),
+                        prior.generator.latent_frames, progress=False)
+    assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(other, want))
+    assert not all(np.allclose(x, y) for x, y in zip(other, first))
+    with np.load(cache) as z:
+        assert bytes(z["encoder"]).decode() == encoder_fingerprint(encoder)
+    unnamed = {f"f{i}": c for i, c in enumerate(first)}   # a cache that names no encoder is not trusted
+    np.savez(cache, **unnamed)
+    assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(task(ae2).codes(), want))
 
 
 def test_latent_gan_refuses_a_decoder_of_another_shape(corpus, tmp_path):
@@ -351,12 +387,22 @@ def test_a_branch_continues_the_run_with_a_slow_path_a_new_decoder_and_its_state
             torch.testing.assert_close(v, a["generator"][k])          # the front carries on
     for k, v in decoder.items():
         torch.testing.assert_close(b["generator"]["net." + k], v)     # the decoder of the new config
+    # ae2 is another encoder: the branch encodes its own codes, and its critic standardises by them
+    with np.load(new / "train_codes.npz") as z:
+        assert bytes(z["encoder"]).decode() == encoder_fingerprint(load_autoencoder(ae2)[0].encoder)
+        codes = np.concatenate([z[k] for k in z.files if k != "encoder"], axis=1)
+    with np.load(old / "train_codes.npz") as z:                     # the old run's cache is untouched
+        assert bytes(z["encoder"]).decode() == encoder_fingerprint(load_autoencoder(ae_run)[0].encoder)
     for k, v in a["discriminator"].items():
-        torch.testing.assert_close(b["discriminator"][k], v)
+        if k in ("mean", "std"):
+            want = codes.mean(axis=1) if k == "mean" else np.maximum(codes.std(axis=1), 1e-3)
+            np.testing.assert_allclose(b["discriminator"][k].flatten().numpy(), want, rtol=1e-4, atol=1e-5)
+            assert not torch.allclose(b["discriminator"][k], v)
+        else:
+            torch.testing.assert_close(b["discriminator"][k], v)
     names = b["generator_parameter_names"]
     moments = {names[i] for i in b["opt_g"]["state"]}
     assert moments and all(n.startswith("net.front.") and ".slow." not in n for n in moments)
-    assert (new / "train_codes.npz").read_bytes() == (old / "train_codes.npz").read_bytes()
     old_curve = (old / "learning_curve.csv").read_text()
     assert (new / "learning_curve.csv").read_text().startswith(old_curve) and old_curve.count("\n") >= 2
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(new), "--resume", "--steps", "5",
