@@ -114,6 +114,8 @@ def test_config_validation():
         TwoLevelConfig(window_steps=8, moment_weight=1.0, moment_steps=9)
     with pytest.raises(ConfigError, match="moment_weight"):
         TwoLevelConfig(moment_weight=-1.0)
+    with pytest.raises(ConfigError, match="window_mean_weight"):
+        TwoLevelConfig(window_mean_weight=-0.5)
     with pytest.raises(ConfigError, match="unknown"):
         TwoLevelConfig.from_dict({"nope": 1})
 
@@ -168,6 +170,31 @@ def test_autoencoder_learns_to_reconstruct(corpus, tmp_path):
     assert set(metrics) >= {"recon_train_fd_ratio", "recon_train_ndb", "recon_train_l1", "recon_fd_ratio"}
     assert metrics["recon_train_l1"] < 0.8 * first and metrics["recon_train_fd_ratio"] > 0
     assert task.best_metric in metrics
+
+
+def test_window_mean_term_is_the_l1_of_band_means_after_the_first_step(corpus):
+    from melsynth.training.prior.train import PriorModule
+
+    prior = tiny_prior_config(generator=dataclasses.replace(tiny_prior_config().generator, latent_size=10))
+    torch.manual_seed(0)
+    module = PriorModule(prior)
+    lf = prior.generator.latent_frames
+    batch = torch.rand(3, prior.generator.n_mels, 4 * lf) * 2 - 1
+    torch.manual_seed(1)   # the posterior sample: the same in every call
+    plain = AutoencoderTask(prior, TwoLevelConfig(), corpus).generator_loss(module, None, batch, False)
+    torch.manual_seed(1)
+    weighted = AutoencoderTask(prior, TwoLevelConfig(window_mean_weight=2.0), corpus).generator_loss(
+        module, None, batch, False)
+    assert "mean_l1" not in plain.logs
+    with torch.no_grad():
+        torch.manual_seed(1)
+        from melsynth.training.prior.encoder import reparameterise
+
+        mean, log_var = module.encoder(batch)
+        recon = module(reparameterise(mean, log_var))
+        want = float((recon[:, :, lf:].mean(2) - batch[:, :, lf:].mean(2)).abs().mean())
+    assert weighted.logs["mean_l1"] == pytest.approx(want, rel=1e-5) and want > 0
+    assert float(weighted.loss) == pytest.approx(float(plain.loss) + 2.0 * want, rel=1e-5)
 
 
 def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus, tmp_path):
