@@ -62,6 +62,7 @@ class TwoLevelConfig:
 
     delta_weight: float = 1.0       # autoencoder: L1 of frame differences, against the L1 of frames
     window_mean_weight: float = 0.0  # autoencoder: L1 of each band's mean over the segment (the window's spectrum)
+    window_std_weight: float = 0.0   # autoencoder: L1 of each band's spread over the segment (its movement)
     adversarial: float = 0.0        # autoencoder: weight of a mel critic on reconstructions (0: none)
     freeze_encoder: bool = False    # autoencoder: fine-tune the decoder alone, so the codes stay valid
     autoencoder: str = ""           # latent GAN: the autoencoder run (folder or checkpoint) it decodes with
@@ -81,8 +82,9 @@ class TwoLevelConfig:
             raise ConfigError(f"need moment_weight >= 0, 1 <= moment_steps <= window_steps and moment_components "
                               f">= 1 (got {self.moment_weight}, {self.moment_steps}, window_steps {self.window_steps}, "
                               f"{self.moment_components})")
-        if self.window_mean_weight < 0:
-            raise ConfigError(f"window_mean_weight must be >= 0, got {self.window_mean_weight}")
+        if self.window_mean_weight < 0 or self.window_std_weight < 0:
+            raise ConfigError(f"window_mean_weight and window_std_weight must be >= 0, got "
+                              f"{self.window_mean_weight}, {self.window_std_weight}")
         if self.window_steps < 2 or self.warmup_steps < 0 or self.critic_channels < 1:
             raise ConfigError(f"need window_steps >= 2, warmup_steps >= 0, critic_channels >= 1 (got "
                               f"{self.window_steps}, {self.warmup_steps}, {self.critic_channels})")
@@ -135,14 +137,18 @@ class AutoencoderTask(PriorTask):
         delta = (recon.diff(dim=2) - batch.diff(dim=2)).abs().mean()
         loss = l1 + self.twolevel.delta_weight * delta
         logs = {"l1": float(l1.detach()), "delta_l1": float(delta.detach())}
+        # Frame L1 leaves a window's statistics loose: errors of either sign cost the same in
+        # every frame, while FD-mel compares each window's average spectrum and spread. Both
+        # after the first step, which the decoder starts from zero state.
+        lf = self.config.generator.latent_frames
         if self.twolevel.window_mean_weight > 0:
-            # Frame L1 leaves the long-term spectrum loose: errors of either sign cost the same
-            # per frame, while FD-mel compares each window's average spectrum. After the first
-            # step, which the decoder starts from zero state.
-            lf = self.config.generator.latent_frames
             mean_l1 = (recon[:, :, lf:].mean(dim=2) - batch[:, :, lf:].mean(dim=2)).abs().mean()
             loss = loss + self.twolevel.window_mean_weight * mean_l1
             logs["mean_l1"] = float(mean_l1.detach())
+        if self.twolevel.window_std_weight > 0:
+            std_l1 = (recon[:, :, lf:].std(dim=2) - batch[:, :, lf:].std(dim=2)).abs().mean()
+            loss = loss + self.twolevel.window_std_weight * std_l1
+            logs["std_l1"] = float(std_l1.detach())
         if not self.twolevel.freeze_encoder:
             kl = kl_to_standard_normal(mean, log_var)
             loss = loss + self.config.kl_weight * kl
