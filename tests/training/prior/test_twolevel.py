@@ -116,6 +116,8 @@ def test_config_validation():
         TwoLevelConfig(moment_weight=-1.0)
     with pytest.raises(ConfigError, match="window_mean_weight"):
         TwoLevelConfig(window_mean_weight=-0.5)
+    with pytest.raises(ConfigError, match="window_std_weight"):
+        TwoLevelConfig(window_std_weight=-1.0)
     with pytest.raises(ConfigError, match="unknown"):
         TwoLevelConfig.from_dict({"nope": 1})
 
@@ -172,7 +174,7 @@ def test_autoencoder_learns_to_reconstruct(corpus, tmp_path):
     assert task.best_metric in metrics
 
 
-def test_window_mean_term_is_the_l1_of_band_means_after_the_first_step(corpus):
+def test_window_terms_are_the_l1_of_band_means_and_spreads_after_the_first_step(corpus):
     from melsynth.training.prior.train import PriorModule
 
     prior = tiny_prior_config(generator=dataclasses.replace(tiny_prior_config().generator, latent_size=10))
@@ -183,18 +185,20 @@ def test_window_mean_term_is_the_l1_of_band_means_after_the_first_step(corpus):
     torch.manual_seed(1)   # the posterior sample: the same in every call
     plain = AutoencoderTask(prior, TwoLevelConfig(), corpus).generator_loss(module, None, batch, False)
     torch.manual_seed(1)
-    weighted = AutoencoderTask(prior, TwoLevelConfig(window_mean_weight=2.0), corpus).generator_loss(
-        module, None, batch, False)
-    assert "mean_l1" not in plain.logs
+    weighted = AutoencoderTask(prior, TwoLevelConfig(window_mean_weight=2.0, window_std_weight=3.0),
+                               corpus).generator_loss(module, None, batch, False)
+    assert "mean_l1" not in plain.logs and "std_l1" not in plain.logs
     with torch.no_grad():
         torch.manual_seed(1)
         from melsynth.training.prior.encoder import reparameterise
 
         mean, log_var = module.encoder(batch)
         recon = module(reparameterise(mean, log_var))
-        want = float((recon[:, :, lf:].mean(2) - batch[:, :, lf:].mean(2)).abs().mean())
-    assert weighted.logs["mean_l1"] == pytest.approx(want, rel=1e-5) and want > 0
-    assert float(weighted.loss) == pytest.approx(float(plain.loss) + 2.0 * want, rel=1e-5)
+        want_mean = float((recon[:, :, lf:].mean(2) - batch[:, :, lf:].mean(2)).abs().mean())
+        want_std = float((recon[:, :, lf:].std(2) - batch[:, :, lf:].std(2)).abs().mean())
+    assert weighted.logs["mean_l1"] == pytest.approx(want_mean, rel=1e-5) and want_mean > 0
+    assert weighted.logs["std_l1"] == pytest.approx(want_std, rel=1e-5) and want_std > 0
+    assert float(weighted.loss) == pytest.approx(float(plain.loss) + 2.0 * want_mean + 3.0 * want_std, rel=1e-5)
 
 
 def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus, tmp_path):
