@@ -179,7 +179,9 @@ def _run_folder(path: Path) -> Path:
 
 def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb",
                                                "onset_rate", "flatness", "contrast_db")) -> dict:
-    """The run's ``learning_curve.csv`` as ``{column: [values]}`` (rounded), or ``{}`` without one."""
+    """The run's ``learning_curve.csv`` as ``{column: [values]}`` (rounded), or ``{}`` without one.
+
+    A column that only later rows have (a figure a branch added) is kept, ``None`` where missing."""
     import csv
 
     from melsynth.training.gan import CURVE
@@ -192,8 +194,9 @@ def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hour
     curve = {}
     for c in columns:
         values = [r.get(c) for r in rows]
-        if values and all(v not in (None, "") for v in values):
-            curve[c] = [int(float(v)) if c == "step" else round(float(v), 4) for v in values]
+        if any(v not in (None, "") for v in values):
+            curve[c] = [None if v in (None, "") else int(float(v)) if c == "step" else round(float(v), 4)
+                        for v in values]
     return curve
 
 

@@ -447,3 +447,15 @@ def test_a_branch_continues_the_run_with_a_slow_path_a_new_decoder_and_its_state
                  "--branch", str(tmp_path / "none"), "--no-progress"]) == 2
     assert "nothing to branch from" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_learning_curve_keeps_a_column_that_only_later_rows_have(tmp_path):
+    from melsynth.training.prior.cli import run_learning_curve
+
+    (tmp_path / "learning_curve.csv").write_text(
+        "step,cpu_hours,recon_fd_ratio,recon_train_fd_ratio\n10,0.1,1.5,\n20,0.2,1.25,1.75\n")
+    curve = run_learning_curve(tmp_path, columns=("step", "cpu_hours", "recon_fd_ratio", "recon_train_fd_ratio",
+                                                  "absent"))
+    assert curve == {"step": [10, 20], "cpu_hours": [0.1, 0.2], "recon_fd_ratio": [1.5, 1.25],
+                     "recon_train_fd_ratio": [None, 1.75]}
+    assert run_learning_curve(tmp_path / "none") == {}
