@@ -227,6 +227,22 @@ def test_shipped_recipe_configs_still_load(recipe):
     assert (trainer.warmup_steps > 0) == (recipe in ("stage1_vae_gan", "scratch_gpu_batch64"))
 
 
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (REPO / "training/prior/recipes").glob("twolevel_*.json")))
+def test_two_level_recipes_load_and_name_their_level(recipe):
+    """Every two-level recipe stays a valid --config; a front's recipe names the autoencoder it decodes with."""
+    from melsynth.training.prior.config import PriorConfig, load_config_file
+    from melsynth.training.prior.twolevel import TwoLevelConfig
+
+    data = load_config_file(REPO / "training/prior/recipes" / f"{recipe}.json")
+    prior = PriorConfig.from_dict(data["prior"])
+    twolevel = TwoLevelConfig.from_dict(data["twolevel"])
+    default_trainer_config(**data["trainer"])
+    if prior.generator.code_size:                 # a latent GAN: a front over an autoencoder's codes
+        assert twolevel.autoencoder.startswith("runs/prior_")
+    else:                                         # an autoencoder: no front, the code is its input
+        assert not twolevel.autoencoder and prior.generator.latent_size == 128
+
+
 def test_learning_rate_decay_can_start_at_a_later_step():
     """A branch carries the old run's step on: its decay counts from ``lr_decay_from_step``."""
     from types import SimpleNamespace
