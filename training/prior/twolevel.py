@@ -391,6 +391,7 @@ class LatentGANTask(GANTask):
         self._codes = None
         self._autoencoder = None
         self._moments = None
+        self._code_statistics = None
 
     def config_dict(self) -> dict[str, Any]:
         return {"prior": self.config.to_dict(), "mel": self.spec.to_dict(), "twolevel": self.twolevel.to_dict()}
@@ -439,8 +440,12 @@ class LatentGANTask(GANTask):
         return self._codes
 
     def code_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        allc = np.concatenate(self.codes(), axis=1)
-        return allc.mean(axis=1), allc.std(axis=1)
+        """Per-dimension mean and std ``(code,)`` of every train code (computed once: the critic, a
+        branch and the window moments all ask)."""
+        if self._code_statistics is None:
+            allc = np.concatenate(self.codes(), axis=1)
+            self._code_statistics = (allc.mean(axis=1), allc.std(axis=1))
+        return self._code_statistics
 
     def window_moments(self, windows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """The target of ``window_moment_loss``: the mean ``(code,)`` of real ``moment_steps``-step code means,
