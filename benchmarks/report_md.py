@@ -25,6 +25,7 @@ PRIOR_ROWS = (  # the metrics of eval prior worth a row, in order; others follow
     ("fd_mel", "FD-mel"), ("fd_floor", "FD-mel floor (train vs test, real)"),
     ("fd_ratio_gaussian", "fd_ratio of Gaussian frames (baseline)"),
     ("fd_ratio_shuffled", "fd_ratio of time-shuffled frames (baseline)"),
+    ("spread_ratio", "spread of window spectra, model / test (1 is alike)"),
     ("ndb", "NDB: bins that differ"), ("ndb_bins", "NDB bins"),
     ("ndb_floor_train", "NDB floor: other train frames"), ("ndb_floor", "NDB floor: test-split frames"),
     ("windows", "windows"), ("seconds", "seconds to score"),

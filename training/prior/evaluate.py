@@ -412,15 +412,30 @@ class PriorReference:
 
     def fd_to_reference(self, windows: np.ndarray) -> float:
         """FD-mel of ``(n, n_mels, window_frames)`` log10-mel windows against the reference split."""
-        return frechet_distance(self.reference_stats, GaussianStats.of(window_features(windows)),
-                                root_a=self.reference_root)
+        return self._fd_of(GaussianStats.of(window_features(windows)))
+
+    def _fd_of(self, stats: GaussianStats) -> float:
+        return frechet_distance(self.reference_stats, stats, root_a=self.reference_root)
+
+    def spread_ratio(self, stats: GaussianStats) -> float:
+        """How much windows' average spectra vary, against the reference split's: 1 is alike.
+
+        The trace of the covariance of the band means (``window_features``' first ``n_mels``
+        columns), model over reference. A GAN that drops modes plays too little variety from
+        one 3 s window to the next (below 1) long before its frames look wrong; FD-mel counts
+        that in its covariance term without saying so.
+        """
+        n = self.spec.n_mels
+        ref = float(np.trace(self.reference_stats.cov[:n, :n]))
+        return float(np.trace(stats.cov[:n, :n])) / ref if ref > 0 else math.inf
 
     def score(self, windows: np.ndarray) -> dict[str, float]:
         """Metrics of ``(n, n_mels, window_frames)`` log10-mel windows (a model's)."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.shape[1:] != (self.spec.n_mels, self.window_frames):
             raise ValueError(f"windows must be (n, {self.spec.n_mels}, {self.window_frames}), got {windows.shape}")
-        fd_model = self.fd_to_reference(windows)
+        stats = GaussianStats.of(window_features(windows))
+        fd_model = self._fd_of(stats)
         with one_blas_thread():
             bins = assign_bins(one_frame_per_window(windows, np.random.default_rng(self._seed + 17)), self.centres)
         ndb, _ = ndb_test(self.train_bins, bins, NDB_BINS)
@@ -435,6 +450,7 @@ class PriorReference:
             "fd_ratio_shuffled": self.fd["shuffled"] / floor if floor > 0 else math.inf,
             "fd_real_chunks": self.fd["real_chunks"],
             "fd_ratio_real_chunks": self.fd["real_chunks"] / floor if floor > 0 else math.inf,
+            "spread_ratio": self.spread_ratio(stats),
             "ndb": float(ndb),
             "ndb_floor": float(self.ndb_floor),
             "ndb_floor_train": float(self.ndb_floor_train),
@@ -600,6 +616,8 @@ def format_report(metrics: dict[str, float]) -> str:
         f"  gaussian   {metrics['fd_gaussian']:10.3f}   ratio {metrics['fd_ratio_gaussian']:.3f}",
         f"  shuffled   {metrics['fd_shuffled']:10.3f}   ratio {metrics['fd_ratio_shuffled']:.3f}",
         f"  real chunks{metrics['fd_real_chunks']:10.3f}   ratio {metrics['fd_ratio_real_chunks']:.3f}",
+        *([f"spread of window spectra (band-mean covariance trace, model / test): {metrics['spread_ratio']:.3f}"]
+          if "spread_ratio" in metrics else []),
         f"NDB (k={int(metrics['ndb_bins'])}, vs train-frame bins): model {int(metrics['ndb'])} bins differ; "
         f"floors: other train frames {int(metrics['ndb_floor_train'])}, test-split frames {int(metrics['ndb_floor'])}; "
         f"real chunks {_int_or_nan(metrics['ndb_real_chunks'])}",

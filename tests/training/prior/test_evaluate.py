@@ -96,6 +96,20 @@ def test_score_of_real_windows_near_floor_and_noise_far(corpus, reference):
     assert real["fd_gaussian"] == reference.fd["gaussian"]
 
 
+def test_spread_ratio_sees_windows_that_vary_too_little(corpus, reference):
+    """Real windows vary about as the test split's do; the same windows pulled halfway to their
+    average spectrum keep every frame's shape but a quarter of the variety between windows."""
+    from melsynth.training.prior.data import load_split
+
+    train = load_split(corpus, "train", min_frames=32)
+    real = train.sample_windows(200, 32, np.random.default_rng(6))
+    full = reference.score(real)["spread_ratio"]
+    assert 0.6 < full < 1.6
+    band_means = real.mean(axis=2, keepdims=True)
+    squeezed = real - band_means + 0.5 * (band_means + band_means.mean(axis=0, keepdims=True))
+    assert reference.score(squeezed)["spread_ratio"] == pytest.approx(0.25 * full, rel=1e-6)
+
+
 def test_generate_windows_crops_after_warmup_and_denormalises():
     spec = MelSpec()
     calls = []
