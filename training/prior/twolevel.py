@@ -72,6 +72,7 @@ class TwoLevelConfig:
     critic_dilations: tuple[int, ...] = (1, 2, 4, 8)
     feature_matching: float = 1.0
     walk_fraction: float = 0.5      # share of noise sequences drawn as the engine's latent walk (``walk_noise``)
+    walk_per_batch: bool = False    # latent GAN: draw that share per batch (all walks or all i.i.d.), not per sequence
     moment_weight: float = 0.0      # latent GAN: weight of ``losses.window_moment_loss`` on standardised codes
     moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
     moment_components: int = 16     # latent GAN: principal axes of real window means whose spread it matches
@@ -328,7 +329,7 @@ class LatentCritic(nn.Module):
 
 
 def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, device,
-               phrase_size: int = 0) -> torch.Tensor:
+               phrase_size: int = 0, per_batch: bool = False) -> torch.Tensor:
     """``(batch, latent_size, steps)`` N(0, I) per step; ``walk_fraction`` of the sequences correlated in time.
 
     The engine rarely plays i.i.d. latents: its walk (``engine.controls``) is
@@ -339,9 +340,18 @@ def walk_noise(batch: int, latent_size: int, steps: int, walk_fraction: float, d
 
     The last ``phrase_size`` inputs (``model.PhraseLatent``) are one N(0, I) draw per
     sequence, held: a training window is shorter than the engine's slow phrase walk.
+
+    ``per_batch``: the whole batch is walks with probability ``walk_fraction``, else i.i.d.
+    A critic judges a batch by its statistics (the batch-std feature, feature matching, the
+    window moments). In a mixed batch a front can pass with i.i.d. sequences that vary too
+    little from window to window and walks that vary too much, which is what it learns;
+    a batch of one kind holds each kind to the real spread.
     """
     z = torch.randn(batch, latent_size, steps, device=device)
-    n_walk = int(round(batch * walk_fraction))
+    if per_batch:
+        n_walk = batch if float(torch.rand(())) < walk_fraction else 0
+    else:
+        n_walk = int(round(batch * walk_fraction))
     if n_walk == 0:
         return hold_phrase(z, phrase_size)
     speed = torch.empty(n_walk, 1, device=device).uniform_(0.2, 1.0)
@@ -512,7 +522,8 @@ class LatentGANTask(GANTask):
         net = unwrap(generator).net
         t = self.twolevel
         g = self.config.generator
-        z = walk_noise(batch, g.latent_size, t.warmup_steps + t.window_steps, t.walk_fraction, device, g.phrase_size)
+        z = walk_noise(batch, g.latent_size, t.warmup_steps + t.window_steps, t.walk_fraction, device, g.phrase_size,
+                       per_batch=t.walk_per_batch)
         return net.front(z)[:, :, t.warmup_steps:]
 
     def generator_loss(self, generator, discriminator, batch, adversarial) -> LossOutput:

@@ -338,6 +338,20 @@ def test_walk_noise_is_unit_normal_per_step_and_correlated_in_time():
     assert lag1(walked) > 0.3 and abs(lag1(iid)) < 0.03
 
 
+def test_walk_noise_per_batch_draws_one_kind_per_batch():
+    """Per batch, each batch is all walks (correlated in time) or all i.i.d., in the asked share;
+    per sequence (the default), every batch holds both kinds."""
+    from melsynth.training.prior.twolevel import walk_noise
+
+    lag1 = lambda x: float((x[:, :, 1:] * x[:, :, :-1]).mean())
+    torch.manual_seed(0)
+    per_batch = [lag1(walk_noise(64, 8, 12, 0.25, "cpu", per_batch=True)) for _ in range(200)]
+    assert all(c < 0.1 or c > 0.25 for c in per_batch)
+    assert 0.15 < np.mean([c > 0.25 for c in per_batch]) < 0.35
+    mixed = [lag1(walk_noise(64, 8, 12, 0.25, "cpu")) for _ in range(20)]
+    assert all(0.04 < c < 0.25 for c in mixed)
+
+
 def test_adversarial_decoder_fine_tune_keeps_the_encoder(corpus, tmp_path):
     from melsynth.training.gan import with_generator_init
     from melsynth.training.prior.train import default_trainer_config
