@@ -37,8 +37,8 @@ def run_checkpoint_pack(args: argparse.Namespace) -> int:
 
 def register_checkpoint_pack(sub) -> None:
     p = sub.add_parser("pack", help="RUN's checkpoint.pt in bfloat16 -> PREFIX.part0, PREFIX.part1, ... "
-                                    "(each under 16 MiB)")
-    p.add_argument("run", help="training run folder (holds checkpoint.pt)")
+                                    "(each under 16 MiB), with the run's config.json and learning_curve.csv")
+    p.add_argument("run", help="training run folder (holds checkpoint.pt), or its checkpoint.pt or best_generator.pt")
     p.add_argument("prefix", help="path prefix of the parts")
     p.set_defaults(func=_one_line_errors(run_checkpoint_pack))
 
@@ -51,7 +51,8 @@ def run_checkpoint_unpack(args: argparse.Namespace) -> int:
 
 
 def register_checkpoint_unpack(sub) -> None:
-    p = sub.add_parser("unpack", help="PARTS -> RUN/checkpoint.pt in float32, which --resume continues")
+    p = sub.add_parser("unpack", help="PARTS -> RUN/checkpoint.pt (or the packed best_generator.pt) in float32, "
+                                      "with the packed config.json and learning_curve.csv: --resume continues it")
     p.add_argument("run", help="training run folder (created)")
     p.add_argument("parts", nargs="+", help="the parts written by 'melsynth checkpoint pack'")
     p.set_defaults(func=_one_line_errors(run_checkpoint_unpack))

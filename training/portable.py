@@ -10,8 +10,14 @@ they would not in float16) and splits the bytes into parts;
 ``unpack_checkpoint`` joins them and restores float32, giving a
 ``checkpoint.pt`` that ``--resume`` takes.
 
+The parts also carry the run folder's own small files (``config.json``,
+``learning_curve.csv``), so a run packed on one machine resumes on a fresh one,
+curve and all. A run's ``best_generator.pt`` packs the same way (an autoencoder
+whose encoder a later run's codes depend on) and unpacks under its own name.
+
     melsynth checkpoint pack runs/prior/NAME $OUT/ckpt      # -> $OUT/ckpt.part0, ckpt.part1, ...
-    melsynth checkpoint unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt
+    melsynth checkpoint unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt (+ config, curve)
+    melsynth checkpoint pack runs/prior/AE/best_generator.pt $OUT/ae   # -> unpacks as best_generator.pt
 """
 from __future__ import annotations
 
@@ -22,9 +28,12 @@ from typing import Any
 
 import torch
 
-from melsynth.training.gan import CHECKPOINT, load_checkpoint, save_torch_atomic
+from melsynth.engine.atomic import atomic_write
+from melsynth.training.gan import BEST, CHECKPOINT, CONFIG, CURVE, load_checkpoint, save_torch_atomic
 
 PART_BYTES = 15 * 2**20
+RUN_FILES = (CONFIG, CURVE)     # the run folder's text files that travel with the checkpoint
+PACKED = "packed"               # key of the parts' own record: file name and run files
 
 
 def _cast(obj: Any, dtype: torch.dtype, only: torch.dtype | None = None) -> Any:
@@ -44,11 +53,23 @@ def _cast(obj: Any, dtype: torch.dtype, only: torch.dtype | None = None) -> Any:
     return obj
 
 
-def pack_checkpoint(run_dir: str | os.PathLike, prefix: str | os.PathLike, part_bytes: int = PART_BYTES) -> list[Path]:
-    """Write ``run_dir/checkpoint.pt`` as bfloat16 parts ``prefix.part0``, ``prefix.part1``, ...; returns them."""
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+def pack_checkpoint(source: str | os.PathLike, prefix: str | os.PathLike, part_bytes: int = PART_BYTES) -> list[Path]:
+    """Write a checkpoint as bfloat16 parts ``prefix.part0``, ``prefix.part1``, ...; returns them.
+
+    ``source`` is a run folder (its ``checkpoint.pt``) or one of its checkpoint files
+    (``best_generator.pt``); the run folder's ``config.json`` and ``learning_curve.csv`` go along.
+    """
+    source = Path(source)
+    path = source / CHECKPOINT if source.is_dir() else source
+    if path.name not in (CHECKPOINT, BEST):
+        raise ValueError(f"{path}: pack takes a run folder, its {CHECKPOINT} or its {BEST}")
+    state = load_checkpoint(path)
+    if PACKED in state:
+        raise ValueError(f"{path}: already has a {PACKED!r} entry")
+    run_files = {name: (path.parent / name).read_text() for name in RUN_FILES if (path.parent / name).is_file()}
     buf = io.BytesIO()
-    torch.save(_cast(state, torch.bfloat16, only=torch.float32), buf)
+    torch.save({**_cast(state, torch.bfloat16, only=torch.float32),
+                PACKED: {"file": path.name, "run_files": run_files}}, buf)
     data = buf.getvalue()
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +82,8 @@ def pack_checkpoint(run_dir: str | os.PathLike, prefix: str | os.PathLike, part_
 
 
 def unpack_checkpoint(run_dir: str | os.PathLike, parts: list[str | os.PathLike]) -> Path:
-    """Join ``parts`` (in part-number order) into ``run_dir/checkpoint.pt`` with float32 tensors."""
+    """Join ``parts`` (in part-number order) into ``run_dir/checkpoint.pt`` (or the packed file's own
+    name, ``best_generator.pt``) with float32 tensors; the packed run files are written where absent."""
     def number(p: Path) -> int:
         suffix = p.suffix  # ".part3"
         if not suffix.startswith(".part") or not suffix[5:].isdigit():
@@ -77,7 +99,15 @@ def unpack_checkpoint(run_dir: str | os.PathLike, parts: list[str | os.PathLike]
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for damaged bytes
         raise ValueError(f"checkpoint parts {paths[0]}..: unreadable ({exc})") from exc
-    out = Path(run_dir) / CHECKPOINT
+    packed = state.pop(PACKED, {})
+    name = packed.get("file", CHECKPOINT)
+    if name not in (CHECKPOINT, BEST):
+        raise ValueError(f"checkpoint parts {paths[0]}..: packed from {name!r}, not a checkpoint file")
+    run_dir = Path(run_dir)
+    out = run_dir / name
     out.parent.mkdir(parents=True, exist_ok=True)
     save_torch_atomic(out, _cast(state, torch.float32, only=torch.bfloat16))
+    for file_name, text in packed.get("run_files", {}).items():
+        if file_name in RUN_FILES and not (run_dir / file_name).exists():
+            atomic_write(run_dir / file_name, lambda f, text=text: f.write(text), mode="w")
     return out

@@ -1,8 +1,6 @@
 """Checkpoints that travel: bfloat16 parts under a size cap, joined back into a resumable run."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
@@ -24,10 +22,12 @@ def test_packed_parts_resume_where_the_run_stopped(tmp_path):
     total = sum(p.stat().st_size for p in parts)
     assert total < (run / "checkpoint.pt").stat().st_size * 0.6          # bfloat16: about half
 
-    elsewhere = tmp_path / "back"
-    shutil.copytree(run, elsewhere, ignore=shutil.ignore_patterns("checkpoint.pt"))
-    unpack_checkpoint(elsewhere, list(reversed(parts)))                   # any order of names
+    elsewhere = tmp_path / "back"                                        # a fresh machine: no run folder
+    assert unpack_checkpoint(elsewhere, list(reversed(parts))) == elsewhere / "checkpoint.pt"  # any order
+    assert (elsewhere / "config.json").read_text() == (run / "config.json").read_text()
+    assert (elsewhere / "learning_curve.csv").read_text() == (run / "learning_curve.csv").read_text()
     restored = torch.load(elsewhere / "checkpoint.pt", weights_only=False)
+    assert "packed" not in restored
     assert restored["step"] == original["step"]
     for k, v in original["generator"].items():
         w = restored["generator"][k]
@@ -39,6 +39,23 @@ def test_packed_parts_resume_where_the_run_stopped(tmp_path):
     result = train(PriorTask(tiny_prior_config(), corpus), cfg, elsewhere,
                    RunLimits(max_steps=5, resume=True, progress=False))
     assert result.step == 5
+
+
+def test_a_best_generator_unpacks_under_its_own_name(tmp_path):
+    corpus = make_synthetic_corpus(tmp_path / "corpus")
+    cfg = default_trainer_config(batch_size=2, validate_steps=2, validate_minutes=60, warmup_steps=1)
+    run = tmp_path / "run"
+    train(PriorTask(tiny_prior_config(), corpus), cfg, run, RunLimits(max_steps=2, progress=False))
+    best = torch.load(run / "best_generator.pt", weights_only=False)
+
+    parts = pack_checkpoint(run / "best_generator.pt", tmp_path / "ae")
+    back = tmp_path / "back"
+    assert unpack_checkpoint(back, parts) == back / "best_generator.pt"
+    assert not (back / "checkpoint.pt").exists()
+    restored = torch.load(back / "best_generator.pt", weights_only=False)
+    assert restored["step"] == best["step"] and set(restored["generator"]) == set(best["generator"])
+    with pytest.raises(ValueError, match="pack takes a run folder"):
+        pack_checkpoint(run / "config.json", tmp_path / "bad")
 
 
 def test_a_missing_part_is_a_clear_error(tmp_path):
