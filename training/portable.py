@@ -13,7 +13,8 @@ they would not in float16) and splits the bytes into parts;
 The parts also carry the run folder's own small files (``config.json``,
 ``learning_curve.csv``), so a run packed on one machine resumes on a fresh one,
 curve and all. A run's ``best_generator.pt`` packs the same way (an autoencoder
-whose encoder a later run's codes depend on) and unpacks under its own name.
+whose encoder a later run's codes depend on) and unpacks under its own name; holding no optimiser
+moments, it packs in float16.
 
     melsynth checkpoint pack runs/prior/NAME $OUT/ckpt      # -> $OUT/ckpt.part0, ckpt.part1, ...
     melsynth checkpoint unpack runs/prior/NAME ckpt.part*   # -> runs/prior/NAME/checkpoint.pt (+ config, curve)
@@ -68,7 +69,9 @@ def pack_checkpoint(source: str | os.PathLike, prefix: str | os.PathLike, part_b
         raise ValueError(f"{path}: already has a {PACKED!r} entry")
     run_files = {name: (path.parent / name).read_text() for name in RUN_FILES if (path.parent / name).is_file()}
     buf = io.BytesIO()
-    torch.save({**_cast(state, torch.bfloat16, only=torch.float32),
+    # Adam's tiny second moments need bfloat16's range; weights alone keep float16's finer steps.
+    dtype = torch.bfloat16 if state.get("opt_g") is not None else torch.float16
+    torch.save({**_cast(state, dtype, only=torch.float32),
                 PACKED: {"file": path.name, "run_files": run_files}}, buf)
     data = buf.getvalue()
     prefix = Path(prefix)
@@ -106,7 +109,7 @@ def unpack_checkpoint(run_dir: str | os.PathLike, parts: list[str | os.PathLike]
     run_dir = Path(run_dir)
     out = run_dir / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_torch_atomic(out, _cast(state, torch.float32, only=torch.bfloat16))
+    save_torch_atomic(out, _cast(_cast(state, torch.float32, only=torch.bfloat16), torch.float32, only=torch.float16))
     for file_name, text in packed.get("run_files", {}).items():
         if file_name in RUN_FILES and not (run_dir / file_name).exists():
             atomic_write(run_dir / file_name, lambda f, text=text: f.write(text), mode="w")

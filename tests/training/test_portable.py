@@ -54,6 +54,9 @@ def test_a_best_generator_unpacks_under_its_own_name(tmp_path):
     assert not (back / "checkpoint.pt").exists()
     restored = torch.load(back / "best_generator.pt", weights_only=False)
     assert restored["step"] == best["step"] and set(restored["generator"]) == set(best["generator"])
+    for k, v in best["generator"].items():
+        assert restored["generator"][k].dtype == v.dtype
+        torch.testing.assert_close(restored["generator"][k], v, rtol=1e-3, atol=1e-4)   # float16: finer
     with pytest.raises(ValueError, match="pack takes a run folder"):
         pack_checkpoint(run / "config.json", tmp_path / "bad")
 
