@@ -46,6 +46,7 @@ from melsynth.training.gan import GANTask, LossOutput, TrainError, Validation, u
 from melsynth.training.prior.config import ConfigError, PriorConfig, _from_dict
 from melsynth.training.prior.encoder import kl_to_standard_normal, reparameterise
 from melsynth.training.prior.latents import hold_phrase
+from melsynth.training.prior.moments import code_axes, mel_axes
 from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss,
                                             window_moment_loss)
 from melsynth.training.prior.train import PriorModule, PriorTask
@@ -54,6 +55,8 @@ CODES_FILE = "train_codes.npz"   # the train split's code sequences, in the late
 ENCODER_KEY = "encoder"          # ... and the fingerprint of the encoder that made them
 ENCODE_CHUNK_STEPS = 256         # latent steps encoded per call (the encoder is not causal: chunks overlap)
 ENCODE_OVERLAP_STEPS = 4
+MOMENT_AXES = ("code", "mel")
+MOMENT_AXES_STEPS = 40_000       # paired (code, step spectrum) samples that fit the "mel" axes' map
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class TwoLevelConfig:
     moment_weight: float = 0.0      # latent GAN: weight of ``losses.window_moment_loss`` on standardised codes
     moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
     moment_components: int = 16     # latent GAN: principal axes of real window means whose spread it matches
+    moment_axes: str = "code"       # latent GAN: those axes' space: "code", or "mel" (``moments.mel_axes``)
 
     def __post_init__(self) -> None:
         if self.moment_weight < 0 or (self.moment_weight > 0 and not (1 <= self.moment_steps <= self.window_steps
@@ -83,6 +87,8 @@ class TwoLevelConfig:
             raise ConfigError(f"need moment_weight >= 0, 1 <= moment_steps <= window_steps and moment_components "
                               f">= 1 (got {self.moment_weight}, {self.moment_steps}, window_steps {self.window_steps}, "
                               f"{self.moment_components})")
+        if self.moment_axes not in MOMENT_AXES:
+            raise ConfigError(f"moment_axes must be one of {', '.join(MOMENT_AXES)}, got {self.moment_axes!r}")
         if self.window_mean_weight < 0 or self.window_std_weight < 0:
             raise ConfigError(f"window_mean_weight and window_std_weight must be >= 0, got "
                               f"{self.window_mean_weight}, {self.window_std_weight}")
@@ -459,8 +465,9 @@ class LatentGANTask(GANTask):
 
     def window_moments(self, windows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """The target of ``window_moment_loss``: the mean ``(code,)`` of real ``moment_steps``-step code means,
-        their top ``moment_components`` principal axes ``(code, k)`` and the variance along each ``(k,)``;
-        standardised as the critic sees codes, drawn once, uniformly over the split."""
+        ``moment_components`` axes ``(code, k)`` (``moment_axes``: ``moments.code_axes`` or ``moments.mel_axes``)
+        and the real variance along each ``(k,)``; standardised as the critic sees codes, drawn once,
+        uniformly over the split."""
         if self._moments is None:
             w = self.twolevel.moment_steps
             codes = [c for c in self.codes() if c.shape[1] >= w]
@@ -471,11 +478,33 @@ class LatentGANTask(GANTask):
             m = np.stack([codes[f][:, s:s + w].mean(axis=1) for f, s in
                           ((f, int(rng.integers(0, counts[f]))) for f in files)])
             m = (m - mean) / np.maximum(std, 1e-3)
-            variance, axes = np.linalg.eigh(np.cov(m, rowvar=False))
-            top = np.argsort(variance)[::-1][:self.twolevel.moment_components]
-            self._moments = tuple(torch.as_tensor(a, dtype=torch.float32)
-                                  for a in (m.mean(axis=0), axes[:, top], variance[top]))
+            k = self.twolevel.moment_components
+            if self.twolevel.moment_axes == "mel":
+                step_codes, step_spectra = self.step_spectra(MOMENT_AXES_STEPS, seed=seed + 1)
+                basis, variance = mel_axes(m, (step_codes - mean) / np.maximum(std, 1e-3), step_spectra, k)
+            else:
+                basis, variance = code_axes(m, k)
+            self._moments = tuple(torch.as_tensor(a, dtype=torch.float32) for a in (m.mean(axis=0), basis, variance))
         return self._moments
+
+    def step_spectra(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` train steps drawn uniformly: their codes ``(n, code)`` and the mean normalised spectrum of
+        each step's ``latent_frames`` frames ``(n, n_mels)``."""
+        from melsynth.training.prior.data import load_split
+
+        frames = self.config.generator.latent_frames
+        mels = [m for m in load_split(self.corpus_dir, "train", self.spec).mels if m.shape[1] >= frames]
+        codes = self.codes()
+        if len(mels) != len(codes) or any(c.shape[1] != m.shape[1] // frames for c, m in zip(codes, mels)):
+            raise TrainError(f"{self.codes_cache or 'the train codes'}: they do not line up with "
+                             f"{self.corpus_dir}'s train split")
+        counts = np.array([c.shape[1] for c in codes], dtype=np.float64)
+        rng = np.random.default_rng(seed)
+        picks = [(f, int(rng.integers(0, counts[f]))) for f in rng.choice(len(codes), size=n, p=counts / counts.sum())]
+        step_codes = np.stack([codes[f][:, s] for f, s in picks]).astype(np.float64)
+        spectra = np.stack([self.spec.normalize(np.asarray(mels[f][:, s * frames:(s + 1) * frames])).mean(axis=1)
+                            for f, s in picks]).astype(np.float64)
+        return step_codes, spectra
 
     def batches(self, rank: int, world_size: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
         """Endless ``(batch, code, window_steps)`` real code windows, uniformly over the split's steps."""

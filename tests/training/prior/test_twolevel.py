@@ -114,6 +114,8 @@ def test_config_validation():
         TwoLevelConfig(window_steps=8, moment_weight=1.0, moment_steps=9)
     with pytest.raises(ConfigError, match="moment_weight"):
         TwoLevelConfig(moment_weight=-1.0)
+    with pytest.raises(ConfigError, match="moment_axes must be one of code, mel, got 'bands'"):
+        TwoLevelConfig(moment_axes="bands")
     with pytest.raises(ConfigError, match="window_mean_weight"):
         TwoLevelConfig(window_mean_weight=-0.5)
     with pytest.raises(ConfigError, match="window_std_weight"):
@@ -215,7 +217,8 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
                                   "trainer": {"batch_size": 4, "warmup_steps": 0, "validate_minutes": 60},
                                   "twolevel": {"autoencoder": str(ae_run), "window_steps": 6, "warmup_steps": 2,
                                                "critic_channels": 16, "critic_dilations": [1, 2],
-                                               "moment_weight": 1.0, "moment_steps": 3, "moment_components": 4}}))
+                                               "moment_weight": 1.0, "moment_steps": 3, "moment_components": 4,
+                                               "moment_axes": "mel"}}))
     run = tmp_path / "latent"
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
                  "--steps", "3", "--no-progress"]) == 0
