@@ -30,7 +30,7 @@ def _one_line_errors(run):
 def run_checkpoint_pack(args: argparse.Namespace) -> int:
     from melsynth.training.portable import pack_checkpoint
 
-    for part in pack_checkpoint(args.run, args.prefix):
+    for part in pack_checkpoint(args.run, args.prefix, weights_only=args.weights_only):
         print(f"{part} ({part.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
@@ -40,6 +40,8 @@ def register_checkpoint_pack(sub) -> None:
                                     "(each under 16 MiB), with the run's config.json and learning_curve.csv")
     p.add_argument("run", help="training run folder (holds checkpoint.pt), or its checkpoint.pt or best_generator.pt")
     p.add_argument("prefix", help="path prefix of the parts")
+    p.add_argument("--weights-only", action="store_true",
+                   help="drop the optimisers' moments and store float16 (a resumed Adam rebuilds them)")
     p.set_defaults(func=_one_line_errors(run_checkpoint_pack))
 
 

@@ -54,23 +54,34 @@ def _cast(obj: Any, dtype: torch.dtype, only: torch.dtype | None = None) -> Any:
     return obj
 
 
-def pack_checkpoint(source: str | os.PathLike, prefix: str | os.PathLike, part_bytes: int = PART_BYTES) -> list[Path]:
+def _without_moments(optimiser: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if optimiser is None else {**optimiser, "state": {}}
+
+
+def pack_checkpoint(source: str | os.PathLike, prefix: str | os.PathLike, part_bytes: int = PART_BYTES,
+                    weights_only: bool = False) -> list[Path]:
     """Write a checkpoint as bfloat16 parts ``prefix.part0``, ``prefix.part1``, ...; returns them.
 
     ``source`` is a run folder (its ``checkpoint.pt``) or one of its checkpoint files
     (``best_generator.pt``); the run folder's ``config.json`` and ``learning_curve.csv`` go along.
+    ``weights_only`` drops the optimisers' moments (their settings stay, so ``--resume`` takes
+    it): a resumed Adam rebuilds them within about ``1 / (1 - beta2)`` steps, 10 at the GAN
+    recipes' 0.9, and the parts shrink by the moments' two copies of every weight.
     """
     source = Path(source)
     path = source / CHECKPOINT if source.is_dir() else source
     if path.name not in (CHECKPOINT, BEST):
         raise ValueError(f"{path}: pack takes a run folder, its {CHECKPOINT} or its {BEST}")
     state = load_checkpoint(path)
+    if weights_only:
+        state = {**state, **{k: _without_moments(state.get(k)) for k in ("opt_g", "opt_d") if k in state}}
     if PACKED in state:
         raise ValueError(f"{path}: already has a {PACKED!r} entry")
     run_files = {name: (path.parent / name).read_text() for name in RUN_FILES if (path.parent / name).is_file()}
     buf = io.BytesIO()
     # Adam's tiny second moments need bfloat16's range; weights alone keep float16's finer steps.
-    dtype = torch.bfloat16 if state.get("opt_g") is not None else torch.float16
+    moments = any((state.get(k) or {}).get("state") for k in ("opt_g", "opt_d"))
+    dtype = torch.bfloat16 if moments else torch.float16
     torch.save({**_cast(state, dtype, only=torch.float32),
                 PACKED: {"file": path.name, "run_files": run_files}}, buf)
     data = buf.getvalue()

@@ -41,6 +41,28 @@ def test_packed_parts_resume_where_the_run_stopped(tmp_path):
     assert result.step == 5
 
 
+def test_weights_only_parts_are_smaller_finer_and_still_resume(tmp_path):
+    corpus = make_synthetic_corpus(tmp_path / "corpus")
+    cfg = default_trainer_config(batch_size=2, validate_steps=0, validate_minutes=60, warmup_steps=1)
+    run = tmp_path / "run"
+    train(PriorTask(tiny_prior_config(), corpus), cfg, run, RunLimits(max_steps=3, progress=False))
+    original = torch.load(run / "checkpoint.pt", weights_only=False)
+    full = sum(p.stat().st_size for p in pack_checkpoint(run, tmp_path / "full"))
+    parts = pack_checkpoint(run, tmp_path / "slim", weights_only=True)
+    assert sum(p.stat().st_size for p in parts) < 0.6 * full          # no Adam moments
+    back = tmp_path / "back"
+    unpack_checkpoint(back, parts)
+    restored = torch.load(back / "checkpoint.pt", weights_only=False)
+    assert restored["opt_g"]["state"] == {} and restored["opt_g"]["param_groups"] == original["opt_g"]["param_groups"]
+    for k, v in original["generator"].items():
+        assert restored["generator"][k].dtype == v.dtype
+        torch.testing.assert_close(restored["generator"][k], v, rtol=1e-3, atol=1e-4)   # float16
+    result = train(PriorTask(tiny_prior_config(), corpus), cfg, back, RunLimits(max_steps=5, resume=True,
+                                                                                progress=False))
+    assert result.step == 5
+    assert torch.load(back / "checkpoint.pt", weights_only=False)["opt_g"]["state"]   # moments rebuilt
+
+
 def test_a_best_generator_unpacks_under_its_own_name(tmp_path):
     corpus = make_synthetic_corpus(tmp_path / "corpus")
     cfg = default_trainer_config(batch_size=2, validate_steps=2, validate_minutes=60, warmup_steps=1)
