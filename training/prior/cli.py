@@ -149,22 +149,24 @@ def _export_prior(args: argparse.Namespace) -> int:
                                    np.random.default_rng(1), spec=spec)
         figures["eval"] = reference.score(windows)
         print(format_report(figures["eval"]))
-    training = {"run": str(Path(args.run).resolve()), "checkpoint": info["source"], "step": info["step"],
+    training = {"run": _recorded_path(args.run), "checkpoint": _recorded_path(info["source"]), "step": info["step"],
                 "weights": "raw" if args.raw_weights else "ema", "prior_config": info["task"]["prior"]}
     if info["task"].get("distill"):
         training["distill"] = info["task"]["distill"]
     if info["task"].get("twolevel"):
         training["twolevel"] = info["task"]["twolevel"]
-    if args.decoder is not None:
-        training["decoder_run"] = str(Path(args.decoder).resolve())
-        decoder_curve = run_learning_curve(_run_folder(args.decoder),
-                                           columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1",
-                                                    "recon_train_fd_ratio"))
-        if decoder_curve:
-            training["decoder_learning_curve"] = decoder_curve
     curve = run_learning_curve(Path(info["source"]).parent)
     if curve:
         training["learning_curve"] = curve
+    if info["task"].get("twolevel", {}).get("autoencoder"):
+        training.update(_two_level_record(Path(info["task"]["twolevel"]["autoencoder"]), args.decoder,
+                                          info["step"], curve))
+    if args.corpus:
+        from melsynth.training.corpus.manifest import read_manifest
+
+        hours = read_manifest(args.corpus).summary()["hours"]
+        training["data"] = {"corpus": _recorded_path(args.corpus), "train_hours": round(hours["train"], 2),
+                            "test_hours": round(hours["test"], 2)}
     entry = export_prior(generator, args.bundle, spec, directions, training, figures)
     load_bundle(args.bundle)  # the engine's own validation of what was written
     print(f"wrote the prior into {Path(args.bundle) / 'bundle.json'} ({len(entry['directions'])} directions; "
@@ -175,6 +177,50 @@ def _export_prior(args: argparse.Namespace) -> int:
 def _run_folder(path: Path) -> Path:
     path = Path(path)
     return path if path.is_dir() else path.parent
+
+
+def _recorded_path(path: str | Path) -> str:
+    """``path`` as a bundle records it: relative to the working folder when inside it (``runs/NAME``,
+    the recipes' own names), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _cpu_hours_at(curve: dict, step: int | None) -> float | None:
+    """CPU-hours of the curve's row at ``step`` (the exported state), else of its last row."""
+    steps, hours = curve.get("step") or [], curve.get("cpu_hours") or []
+    if not hours:
+        return None
+    return hours[steps.index(step)] if step in steps else hours[-1]
+
+
+def _two_level_record(autoencoder: Path, decoder: Path | None, step: int, latent_curve: dict) -> dict:
+    """A two-level prior's other runs in the bundle's record: the autoencoder the codes come from, the
+    decoder exported with the front (``--decoder``), their curves, and CPU-hours per level."""
+    from melsynth.training.gan import BEST, CHECKPOINT, load_checkpoint
+
+    ae_curve = run_learning_curve(_run_folder(autoencoder),
+                                  columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1", "recon_ndb"))
+    record: dict = {"autoencoder_run": _recorded_path(_run_folder(autoencoder))}
+    if ae_curve:
+        record["autoencoder_learning_curve"] = ae_curve
+    cpu = {"autoencoder": _cpu_hours_at(ae_curve, None)}
+    if decoder is not None:
+        folder = _run_folder(decoder)
+        record["decoder_run"] = _recorded_path(decoder)
+        decoder_curve = run_learning_curve(folder, columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1",
+                                                            "recon_train_fd_ratio"))
+        if decoder_curve:
+            record["decoder_learning_curve"] = decoder_curve
+            source = Path(decoder) if Path(decoder).is_file() else next(
+                (folder / n for n in (BEST, CHECKPOINT) if (folder / n).is_file()), None)
+            cpu["decoder_gan"] = _cpu_hours_at(decoder_curve, load_checkpoint(source).get("step") if source else None)
+    cpu["latent_gan"] = _cpu_hours_at(latent_curve, step)
+    record["cpu_hours"] = {k: v for k, v in cpu.items() if v is not None}
+    return record
 
 
 def run_learning_curve(run_dir: Path, columns=("step", "cpu_hours", "device_hours", "fd_ratio", "ndb",

@@ -699,6 +699,8 @@ def _eval_prior(args: argparse.Namespace) -> int:
         from melsynth.engine.atomic import atomic_write_json
 
         atomic_write_json(args.json, {"bundle": str(bundle.root), "corpus": str(args.corpus), **metrics})
+    if args.record:
+        print(f"recorded in {record_eval(bundle.json_path, metrics)} (prior.figures.eval)")
     if args.plots:
         for p in save_plots(args.plots, generated[:8], reference.real_examples, metrics, bundle.mel):
             print(f"wrote {p}")
@@ -709,6 +711,21 @@ def _eval_prior(args: argparse.Namespace) -> int:
                                     f"{CONTACT_SECONDS:g} s windows; fd_ratio {metrics['fd_ratio']:.2f}")
         print(f"wrote {sheet}")
     return 0
+
+
+def record_eval(bundle_json: Path, metrics: dict[str, float]) -> Path:
+    """Write ``metrics`` into ``bundle.json``'s ``prior.figures.eval`` (atomically; the rest kept), the
+    record the bundle carries of how its prior scores."""
+    import json
+
+    from melsynth.engine.runtime.bundle import write_bundle_json
+
+    data = json.loads(Path(bundle_json).read_text())
+    prior = data.get("prior")
+    if not isinstance(prior, dict):
+        raise ValueError(f"{bundle_json}: no prior entry to record the figures in")
+    prior.setdefault("figures", {})["eval"] = {k: v for k, v in metrics.items() if k != "seconds"}
+    return write_bundle_json(Path(bundle_json).parent, data)
 
 
 def _seeds_arg(text: str) -> tuple[int, ...]:
@@ -754,6 +771,8 @@ def register_eval(group_sub) -> None:
     p.add_argument("--bundle", default=None, help="model bundle folder; unset: $MELSYNTH_BUNDLE or models/default")
     p.add_argument("--corpus", required=True, help="built corpus folder (manifest.json + mel cache)")
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    p.add_argument("--record", action="store_true", help="also write them into the bundle's bundle.json "
+                   "(prior.figures.eval): the figures a shipped bundle carries")
     p.add_argument("--plots", default=None, help="write PNGs into this folder: a grid of generated vs real "
                    "windows and contact_sheet.png (8 generated 6 s windows beside 8 test-split ones)")
     p.add_argument("--windows", type=int_range(1, 10 ** 7), default=DEFAULT_WINDOWS, help="windows per set (>= 2000 for the record)")

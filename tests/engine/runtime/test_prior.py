@@ -130,20 +130,31 @@ def test_export_creates_a_bundle_and_refuses_a_foreign_mel(tmp_path):
 
 
 def test_eval_prior_cli_reports_and_writes_json_and_plots(exported, tmp_path):
+    import shutil
+
     from melsynth.cli.main import main
     from tests.prior_fixtures import make_synthetic_corpus
 
     corpus = make_synthetic_corpus(tmp_path / "corpus")
+    bundle = shutil.copytree(exported[0], tmp_path / "bundle")      # --record writes into it
+    before = json.loads((bundle / "bundle.json").read_text())
     out = tmp_path / "eval.json"
-    assert main(["eval", "prior", "--bundle", str(exported[0]), "--corpus", str(corpus), "--json", str(out),
+    assert main(["eval", "prior", "--bundle", str(bundle), "--corpus", str(corpus), "--json", str(out),
                  "--plots", str(tmp_path / "plots"), "--windows", "64", "--window-frames", "32",
-                 "--no-render"]) == 0   # render stats: tests/test_prior_eval_cli.py
+                 "--no-render", "--record"]) == 0   # render stats: tests/training/prior/test_eval_cli.py
     metrics = json.loads(out.read_text())
     for key in ("fd_mel", "fd_floor", "fd_ratio", "fd_gaussian", "fd_shuffled", "ndb", "ndb_floor"):
         assert np.isfinite(metrics[key]), key
     # a random tiny network is far from the corpus: worse than real train windows
     assert metrics["fd_ratio"] > 1.0
     assert (tmp_path / "plots" / "prior_windows.png").stat().st_size > 1000
+    # --record: the same figures in the bundle's prior entry, everything else as it was
+    after = json.loads((bundle / "bundle.json").read_text())
+    recorded = after["prior"]["figures"].pop("eval")
+    assert recorded["fd_ratio"] == metrics["fd_ratio"] and recorded["ndb"] == metrics["ndb"]
+    assert "seconds" not in recorded
+    assert after == before
+    load_bundle(bundle)
 
 
 def test_eval_prior_cli_without_prior_is_a_one_line_error(tmp_path, capsys):

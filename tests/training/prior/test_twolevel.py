@@ -203,7 +203,7 @@ def test_window_terms_are_the_l1_of_band_means_and_spreads_after_the_first_step(
     assert float(weighted.loss) == pytest.approx(float(plain.loss) + 2.0 * want_mean + 3.0 * want_std, rel=1e-5)
 
 
-def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus, tmp_path):
+def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus, tmp_path, monkeypatch):
     from melsynth.cli.main import main
     from melsynth.engine.runtime.bundle import load_bundle
     from melsynth.engine.runtime.prior import Prior
@@ -244,7 +244,8 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
     # the front with another decoder of the same shape (an adversarial fine-tune's)
     ae2, _ = _autoencoder_run(corpus, tmp_path / "second", 2)
     bundle2 = tmp_path / "bundle2"
-    assert main(["export", "prior", str(run), "--decoder", str(ae2), "--bundle", str(bundle2),
+    monkeypatch.chdir(tmp_path)     # the record names runs relative to the working folder
+    assert main(["export", "prior", "latent", "--decoder", str(ae2), "--bundle", str(bundle2),
                  "--no-directions"]) == 0
     from melsynth.training.onnx_export import remove_weight_norm
     from melsynth.training.prior.twolevel import load_autoencoder as _load
@@ -252,7 +253,14 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
     rebuilt = generator_from_bundle(bundle2).state_dict()
     for k, v in remove_weight_norm(_load(ae2)[0].ema).state_dict().items():
         torch.testing.assert_close(rebuilt[k], v, atol=1e-5, rtol=0)
-    assert json.loads((bundle2 / "bundle.json").read_text())["prior"]["training"]["decoder_run"]
+    record = json.loads((bundle2 / "bundle.json").read_text())["prior"]["training"]
+    assert (record["run"], record["autoencoder_run"], record["decoder_run"]) == ("latent", "ae", "second/ae")
+    assert record["checkpoint"].startswith("latent/")
+    curves = {"latent_gan": record["learning_curve"], "autoencoder": record["autoencoder_learning_curve"],
+              "decoder_gan": record["decoder_learning_curve"]}
+    assert set(record["cpu_hours"]) == set(curves)
+    for level, curve in curves.items():     # each level's CPU-hours: a point of its own curve
+        assert record["cpu_hours"][level] in curve["cpu_hours"]
 
 
 def test_the_codes_cache_belongs_to_the_encoder_that_made_it(corpus, tmp_path, monkeypatch):
