@@ -235,6 +235,15 @@ def load_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise TrainError(f"{path}: invalid JSON: {exc}") from exc
 
 
+def run_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The checkpoint a run stands for: ``path`` itself if a file; for a run folder its
+    ``best_generator.pt``, else its ``checkpoint.pt``; ``None`` if it has neither."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    return next((p for p in (path / BEST, path / CHECKPOINT) if p.is_file()), None)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

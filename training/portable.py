@@ -37,14 +37,14 @@ RUN_FILES = (CONFIG, CURVE)     # the run folder's text files that travel with t
 PACKED = "packed"               # key of the parts' own record: file name and run files
 
 
-def _cast(obj: Any, dtype: torch.dtype, only: torch.dtype | None = None) -> Any:
-    """``obj`` with every floating array (of dtype ``only``, if given) cast to ``dtype``.
+def _cast(obj: Any, dtype: torch.dtype, only: tuple[torch.dtype, ...] | None = None) -> Any:
+    """``obj`` with every floating array (of a dtype in ``only``, if given) cast to ``dtype``.
 
     Scalars stay as they are: an optimiser's step count (a float tensor) would lose
     its exact value in bfloat16, and they cost nothing.
     """
     if isinstance(obj, torch.Tensor):
-        if obj.is_floating_point() and obj.dim() > 0 and (only is None or obj.dtype == only):
+        if obj.is_floating_point() and obj.dim() > 0 and (only is None or obj.dtype in only):
             return obj.to(dtype)
         return obj
     if isinstance(obj, dict):
@@ -82,7 +82,7 @@ def pack_checkpoint(source: str | os.PathLike, prefix: str | os.PathLike, part_b
     # Adam's tiny second moments need bfloat16's range; weights alone keep float16's finer steps.
     moments = any((state.get(k) or {}).get("state") for k in ("opt_g", "opt_d"))
     dtype = torch.bfloat16 if moments else torch.float16
-    torch.save({**_cast(state, dtype, only=torch.float32),
+    torch.save({**_cast(state, dtype, only=(torch.float32,)),
                 PACKED: {"file": path.name, "run_files": run_files}}, buf)
     data = buf.getvalue()
     prefix = Path(prefix)
@@ -120,7 +120,7 @@ def unpack_checkpoint(run_dir: str | os.PathLike, parts: list[str | os.PathLike]
     run_dir = Path(run_dir)
     out = run_dir / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_torch_atomic(out, _cast(_cast(state, torch.float32, only=torch.bfloat16), torch.float32, only=torch.float16))
+    save_torch_atomic(out, _cast(state, torch.float32, only=(torch.bfloat16, torch.float16)))
     for file_name, text in packed.get("run_files", {}).items():
         if file_name in RUN_FILES and not (run_dir / file_name).exists():
             atomic_write(run_dir / file_name, lambda f, text=text: f.write(text), mode="w")

@@ -200,7 +200,7 @@ def _cpu_hours_at(curve: dict, step: int | None) -> float | None:
 def _two_level_record(autoencoder: Path, decoder: Path | None, step: int, latent_curve: dict) -> dict:
     """A two-level prior's other runs in the bundle's record: the autoencoder the codes come from, the
     decoder exported with the front (``--decoder``), their curves, and CPU-hours per level."""
-    from melsynth.training.gan import BEST, CHECKPOINT, load_checkpoint
+    from melsynth.training.gan import load_checkpoint, run_checkpoint
 
     ae_curve = run_learning_curve(_run_folder(autoencoder),
                                   columns=("step", "cpu_hours", "recon_fd_ratio", "recon_l1", "recon_ndb"))
@@ -215,8 +215,7 @@ def _two_level_record(autoencoder: Path, decoder: Path | None, step: int, latent
                                                             "recon_train_fd_ratio"))
         if decoder_curve:
             record["decoder_learning_curve"] = decoder_curve
-            source = Path(decoder) if Path(decoder).is_file() else next(
-                (folder / n for n in (BEST, CHECKPOINT) if (folder / n).is_file()), None)
+            source = run_checkpoint(decoder)
             cpu["decoder_gan"] = _cpu_hours_at(decoder_curve, load_checkpoint(source).get("step") if source else None)
     cpu["latent_gan"] = _cpu_hours_at(latent_curve, step)
     record["cpu_hours"] = {k: v for k, v in cpu.items() if v is not None}

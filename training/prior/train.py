@@ -330,15 +330,12 @@ def load_generator(path: str | Path, use_ema: bool = True, map_location: str = "
 
     Returns ``(generator in eval mode, info)`` with ``info`` = task config, step, metric, source file.
     """
-    from melsynth.training.gan import BEST, CHECKPOINT, TrainError, load_checkpoint
+    from melsynth.training.gan import BEST, CHECKPOINT, TrainError, load_checkpoint, run_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / BEST, path / CHECKPOINT]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path}: no {BEST} or {CHECKPOINT} (not a prior run folder?)")
-        path = found[0]
+    found = run_checkpoint(path)
+    if found is None:
+        raise FileNotFoundError(f"{path}: no {BEST} or {CHECKPOINT} (not a prior run folder?)")
+    path = found
     state = load_checkpoint(path, map_location=map_location)
     if state.get("task_name") != TASK_NAME:
         raise TrainError(f"{path}: a {state.get('task_name')!r} checkpoint, not a prior")
@@ -364,10 +361,10 @@ def slim_checkpoint(run_dir: str | Path, out_file: str | Path) -> Path:
     A third of ``best_generator.pt`` (no raw weights) and a tenth of ``checkpoint.pt``
     (no critic, no optimiser state); ``load_generator`` and ``melsynth export prior`` read it.
     """
-    from melsynth.training.gan import BEST, CHECKPOINT, load_checkpoint, save_torch_atomic
+    from melsynth.training.gan import CHECKPOINT, load_checkpoint, run_checkpoint, save_torch_atomic
 
     run_dir = Path(run_dir)
-    source = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / CHECKPOINT
+    source = run_checkpoint(run_dir) or run_dir / CHECKPOINT
     state = load_checkpoint(source)
     module = PriorModule(PriorConfig.from_dict(state["task"]["prior"]))
     module.load_state_dict(state["generator"])

@@ -225,14 +225,12 @@ class AutoencoderTask(PriorTask):
 
 def load_autoencoder(path: str | Path) -> tuple[PriorModule, dict[str, Any]]:
     """The autoencoder run's module (best checkpoint, else latest) and its task config."""
-    from melsynth.training.gan import BEST, CHECKPOINT, load_checkpoint
+    from melsynth.training.gan import BEST, CHECKPOINT, load_checkpoint, run_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        found = [p for p in (path / BEST, path / CHECKPOINT) if p.is_file()]
-        if not found:
-            raise TrainError(f"{path}: no {BEST} or {CHECKPOINT} (not an autoencoder run folder?)")
-        path = found[0]
+    found = run_checkpoint(path)
+    if found is None:
+        raise TrainError(f"{path}: no {BEST} or {CHECKPOINT} (not an autoencoder run folder?)")
+    path = found
     state = load_checkpoint(path)
     if state.get("task_name") != AutoencoderTask.name:
         raise TrainError(f"{path}: a {state.get('task_name')!r} checkpoint, not a {AutoencoderTask.name!r} one")
@@ -287,6 +285,12 @@ def encode_split(encoder: nn.Module, split, spec: MelSpec, latent_frames: int, p
         if progress and (i + 1) % 100 == 0:
             print(f"encoded {i + 1}/{len(split.mels)} files", flush=True)
     return codes
+
+
+def uniform_positions(counts: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``n`` (file, start) pairs drawn uniformly over all starts, file ``f`` having ``counts[f]`` of them."""
+    files = rng.choice(len(counts), size=n, p=counts / counts.sum())
+    return [(f, int(rng.integers(0, counts[f]))) for f in files]
 
 
 # =========================================================================== level 2: the latent GAN
@@ -473,15 +477,13 @@ class LatentGANTask(GANTask):
             codes = [c for c in self.codes() if c.shape[1] >= w]
             mean, std = self.code_statistics()
             counts = np.array([c.shape[1] - w + 1 for c in codes], dtype=np.float64)
-            rng = np.random.default_rng(seed)
-            files = rng.choice(len(codes), size=windows, p=counts / counts.sum())
-            m = np.stack([codes[f][:, s:s + w].mean(axis=1) for f, s in
-                          ((f, int(rng.integers(0, counts[f]))) for f in files)])
-            m = (m - mean) / np.maximum(std, 1e-3)
+            picks = uniform_positions(counts, windows, np.random.default_rng(seed))
+            scale = np.maximum(std, 1e-3)
+            m = (np.stack([codes[f][:, s:s + w].mean(axis=1) for f, s in picks]) - mean) / scale
             k = self.twolevel.moment_components
             if self.twolevel.moment_axes == "mel":
                 step_codes, step_spectra = self.step_spectra(MOMENT_AXES_STEPS, seed=seed + 1)
-                basis, variance = mel_axes(m, (step_codes - mean) / np.maximum(std, 1e-3), step_spectra, k)
+                basis, variance = mel_axes(m, (step_codes - mean) / scale, step_spectra, k)
             else:
                 basis, variance = code_axes(m, k)
             self._moments = tuple(torch.as_tensor(a, dtype=torch.float32) for a in (m.mean(axis=0), basis, variance))
@@ -498,9 +500,8 @@ class LatentGANTask(GANTask):
         if len(mels) != len(codes) or any(c.shape[1] != m.shape[1] // frames for c, m in zip(codes, mels)):
             raise TrainError(f"{self.codes_cache or 'the train codes'}: they do not line up with "
                              f"{self.corpus_dir}'s train split")
-        counts = np.array([c.shape[1] for c in codes], dtype=np.float64)
-        rng = np.random.default_rng(seed)
-        picks = [(f, int(rng.integers(0, counts[f]))) for f in rng.choice(len(codes), size=n, p=counts / counts.sum())]
+        picks = uniform_positions(np.array([c.shape[1] for c in codes], dtype=np.float64), n,
+                                  np.random.default_rng(seed))
         step_codes = np.stack([codes[f][:, s] for f, s in picks]).astype(np.float64)
         spectra = np.stack([self.spec.normalize(np.asarray(mels[f][:, s * frames:(s + 1) * frames])).mean(axis=1)
                             for f, s in picks]).astype(np.float64)
@@ -513,12 +514,10 @@ class LatentGANTask(GANTask):
             raise TrainError(f"{self.corpus_dir}: no train file of {self.twolevel.window_steps} latent steps")
         w = self.twolevel.window_steps
         counts = np.array([c.shape[1] - w + 1 for c in codes], dtype=np.float64)
-        p = counts / counts.sum()
         rng = np.random.default_rng([seed, rank, world_size])
         while True:
-            files = rng.choice(len(codes), size=batch_size, p=p)
-            yield torch.from_numpy(np.stack([codes[f][:, s:s + w] for f, s in
-                                             ((f, int(rng.integers(0, counts[f]))) for f in files)]))
+            picks = uniform_positions(counts, batch_size, rng)
+            yield torch.from_numpy(np.stack([codes[f][:, s:s + w] for f, s in picks]))
 
     # ----------------------------------------------------------------- networks
     def build_generator(self) -> nn.Module:
