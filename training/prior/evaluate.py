@@ -22,6 +22,10 @@ FD-mel
     ``fd_ratio = model / floor``. All sets have the same number of windows, so
     the finite-sample bias is the same in every figure.
 
+    ``fd_<part>`` (and ``fd_<part>_floor``): FD-mel of each of the four blocks of
+    features alone, model and floor (``FEATURE_GROUPS``). They say which part of a
+    window a prior gets wrong: its average spectrum, its spread, or its motion.
+
 NDB (Richardson & Weiss 2018)
     k-means (k = 50) on ``10 * n_windows`` train frames; each bin's share of
     ``n_windows`` frames (one per window, so nearly independent) is compared
@@ -126,6 +130,25 @@ def frechet_distance(a: GaussianStats | np.ndarray, b: GaussianStats | np.ndarra
         tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     diff = a.mean - b.mean
     return float(max(0.0, diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2.0 * tr_sqrt))
+
+
+# window_features' four blocks, in order: which part of a window a prior gets wrong
+FEATURE_GROUPS = ("band_mean", "band_std", "diff_mean", "diff_std")
+FEATURE_GROUP_LABELS = {"band_mean": "band means", "band_std": "band spreads", "diff_mean": "motion means",
+                        "diff_std": "motion spreads"}
+
+
+def group_frechet_distances(a: GaussianStats, b: GaussianStats) -> dict[str, float]:
+    """FD-mel of each block of ``window_features`` alone (``FEATURE_GROUPS``), from the full stats.
+
+    The blocks do not add up to the whole: the whole also counts how they covary.
+    """
+    n = a.mean.shape[0] // len(FEATURE_GROUPS)
+    out = {}
+    for i, name in enumerate(FEATURE_GROUPS):
+        s = slice(i * n, (i + 1) * n)
+        out[name] = frechet_distance(GaussianStats(a.mean[s], a.cov[s, s], a.n), GaussianStats(b.mean[s], b.cov[s, s], b.n))
+    return out
 
 
 # --------------------------------------------------------------------------- baselines
@@ -310,8 +333,10 @@ class PriorReference:
         with one_blas_thread():
             self.reference_root = _sqrt_psd(self.reference_stats.cov)
         train_frames = train.sample_frames(cluster_frames, rng)
+        train_stats = GaussianStats.of(window_features(train_windows))
+        self.fd_group_floor = group_frechet_distances(self.reference_stats, train_stats)
         self.fd = {
-            "floor": self.fd_to_reference(train_windows),
+            "floor": self._fd_of(train_stats),
             "gaussian": self.fd_to_reference(gaussian_frame_windows(train_frames, n_windows, window_frames, rng)),
             "shuffled": self.fd_to_reference(shuffled_frame_windows(train, n_windows, window_frames, rng)),
         }
@@ -343,6 +368,7 @@ class PriorReference:
                 "train_hours": self.train_hours, "reference_hours": self.reference_hours,
                 "reference_split": self.reference_split,
                 "fd": {k: _finite_or_none(v) for k, v in self.fd.items()}, "ndb_floor": int(self.ndb_floor),
+                "fd_group_floor": {k: _finite_or_none(v) for k, v in self.fd_group_floor.items()},
                 "ndb_floor_train": int(self.ndb_floor_train), "seed": self._seed,
                 "n": self.reference_stats.n, "chunk_frames": self.chunk_frames,
                 "ndb_real_chunks": _finite_or_none(self.ndb_real_chunks), "corpus_dir": self.corpus_dir,
@@ -366,6 +392,8 @@ class PriorReference:
             # references saved before the real-chunk baseline: its figures are NaN
             self.fd["real_chunks"] = _nan_if_none(self.fd.get("real_chunks"))
             self.ndb_real_chunks = _nan_if_none(meta.get("ndb_real_chunks"))
+            floors = meta.get("fd_group_floor", {})
+            self.fd_group_floor = {g: _nan_if_none(floors.get(g)) for g in FEATURE_GROUPS}
             self.chunk_frames = int(meta.get("chunk_frames", DEFAULT_CHUNK_FRAMES))
             self.corpus_dir = meta.get("corpus_dir")
             self.render_reference_figures = dict(meta.get("render_reference", {}))
@@ -451,6 +479,8 @@ class PriorReference:
             "fd_real_chunks": self.fd["real_chunks"],
             "fd_ratio_real_chunks": self.fd["real_chunks"] / floor if floor > 0 else math.inf,
             "spread_ratio": self.spread_ratio(stats),
+            **{f"fd_{g}": v for g, v in group_frechet_distances(self.reference_stats, stats).items()},
+            **{f"fd_{g}_floor": v for g, v in self.fd_group_floor.items()},
             "ndb": float(ndb),
             "ndb_floor": float(self.ndb_floor),
             "ndb_floor_train": float(self.ndb_floor_train),
@@ -618,6 +648,9 @@ def format_report(metrics: dict[str, float]) -> str:
         f"  real chunks{metrics['fd_real_chunks']:10.3f}   ratio {metrics['fd_ratio_real_chunks']:.3f}",
         *([f"spread of window spectra (band-mean covariance trace, model / test): {metrics['spread_ratio']:.3f}"]
           if "spread_ratio" in metrics else []),
+        *(["FD-mel of each part alone (model / floor): " + ", ".join(
+            f"{FEATURE_GROUP_LABELS[g]} {metrics['fd_' + g]:.2f} / {metrics['fd_' + g + '_floor']:.2f}"
+            for g in FEATURE_GROUPS)] if "fd_band_mean" in metrics else []),
         f"NDB (k={int(metrics['ndb_bins'])}, vs train-frame bins): model {int(metrics['ndb'])} bins differ; "
         f"floors: other train frames {int(metrics['ndb_floor_train'])}, test-split frames {int(metrics['ndb_floor'])}; "
         f"real chunks {_int_or_nan(metrics['ndb_real_chunks'])}",

@@ -134,6 +134,24 @@ def test_grid_image_is_rgb_uint8():
     assert img[0, 0].sum() > img[-1, 0].sum()  # loud real row (bottom of the array is the top row flipped)
 
 
+def test_fd_of_each_part_names_the_part_that_differs(corpus, reference):
+    """Windows whose frames swing twice as far about their own average keep their band means,
+    so only the spreads' parts move; the floors are real train windows' own figures."""
+    from melsynth.training.prior.data import load_split
+    from melsynth.training.prior.evaluate import FEATURE_GROUPS
+
+    real = load_split(corpus, "train", min_frames=32).sample_windows(200, 32, np.random.default_rng(7))
+    base = reference.score(real)
+    band_means = real.mean(axis=2, keepdims=True)
+    swung = reference.score(band_means + 2.0 * (real - band_means))
+    for g in FEATURE_GROUPS:
+        assert np.isfinite(base[f"fd_{g}"]) and base[f"fd_{g}_floor"] > 0
+        assert base[f"fd_{g}_floor"] == reference.fd_group_floor[g]
+    assert swung["fd_band_mean"] == pytest.approx(base["fd_band_mean"], rel=1e-6)
+    assert swung["fd_band_std"] > 3 * base["fd_band_std"] and swung["fd_diff_std"] > 3 * base["fd_diff_std"]
+    assert sum(base[f"fd_{g}_floor"] for g in FEATURE_GROUPS) < 1.5 * reference.fd["floor"]
+
+
 def test_reference_save_load_scores_identically(reference, tmp_path):
     from melsynth.training.prior.evaluate import PriorReference
 
@@ -198,11 +216,13 @@ def test_saved_reference_without_new_fields_loads_with_nan_baseline(reference, t
     for key in ("ndb_real_chunks", "chunk_frames", "corpus_dir", "render_reference"):
         meta.pop(key)
     meta["fd"].pop("real_chunks")
+    meta.pop("fd_group_floor")
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(tmp_path / "old.npz", **arrays)
     old = PriorReference.load(tmp_path / "old.npz")
     s = old.score(np.random.default_rng(1).uniform(-4, 0, size=(50, 256, 32)).astype(np.float32))
     assert np.isnan(s["fd_real_chunks"]) and np.isnan(s["ndb_real_chunks"]) and np.isfinite(s["fd_ratio"])
+    assert np.isnan(s["fd_band_mean_floor"]) and np.isfinite(s["fd_band_mean"])
     again = PriorReference.load(old.save(tmp_path / "resaved.npz"))   # JSON has no NaN: saved as null
     assert np.isnan(again.fd["real_chunks"]) and again.fd["floor"] == reference.fd["floor"]
 
