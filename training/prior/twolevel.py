@@ -48,7 +48,7 @@ from melsynth.training.prior.encoder import kl_to_standard_normal, reparameteris
 from melsynth.training.prior.latents import hold_phrase
 from melsynth.training.prior.moments import code_axes, mel_axes
 from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss,
-                                            window_mmd_loss, window_moment_loss)
+                                            window_moment_loss, window_quantile_loss)
 from melsynth.training.prior.train import PriorModule, PriorTask
 
 CODES_FILE = "train_codes.npz"   # the train split's code sequences, in the latent-GAN run folder
@@ -80,12 +80,12 @@ class TwoLevelConfig:
     moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
     moment_components: int = 16     # latent GAN: principal axes of real window means whose spread it matches
     moment_axes: str = "code"       # latent GAN: those axes' space: "code", or "mel" (``moments.mel_axes``)
-    mmd_weight: float = 0.0         # latent GAN: weight of ``losses.window_mmd_loss`` on the same windows and axes
+    quantile_weight: float = 0.0    # latent GAN: weight of ``losses.window_quantile_loss`` on the same windows and axes
 
     def __post_init__(self) -> None:
-        if self.mmd_weight < 0:
-            raise ConfigError(f"mmd_weight must be >= 0, got {self.mmd_weight}")
-        windowed = self.moment_weight > 0 or self.mmd_weight > 0
+        if self.quantile_weight < 0:
+            raise ConfigError(f"quantile_weight must be >= 0, got {self.quantile_weight}")
+        windowed = self.moment_weight > 0 or self.quantile_weight > 0
         if self.moment_weight < 0 or (windowed and not (1 <= self.moment_steps <= self.window_steps
                                                         and self.moment_components >= 1)):
             raise ConfigError(f"need moment_weight >= 0, 1 <= moment_steps <= window_steps and moment_components "
@@ -577,13 +577,13 @@ class LatentGANTask(GANTask):
             loss_m = window_moment_loss((fake - critic.mean) / critic.std, self.twolevel.moment_steps, mean, basis, var)
             loss = loss + self.twolevel.moment_weight * loss_m
             logs["g_moments"] = float(loss_m.detach())
-        if self.twolevel.mmd_weight > 0:
+        if self.twolevel.quantile_weight > 0:
             mean, basis, var = (t.to(fake.device) for t in self.window_moments())
             critic = unwrap(discriminator)
-            loss_mmd = window_mmd_loss((fake - critic.mean) / critic.std, (batch - critic.mean) / critic.std,
-                                       self.twolevel.moment_steps, mean, basis, var)
-            loss = loss + self.twolevel.mmd_weight * loss_mmd
-            logs["g_mmd"] = float(loss_mmd.detach())
+            loss_q = window_quantile_loss((fake - critic.mean) / critic.std, (batch - critic.mean) / critic.std,
+                                          self.twolevel.moment_steps, mean, basis, var)
+            loss = loss + self.twolevel.quantile_weight * loss_q
+            logs["g_quantiles"] = float(loss_q.detach())
         return LossOutput(loss, logs, fake.detach())
 
     def discriminator_loss(self, discriminator, batch, fake) -> LossOutput:

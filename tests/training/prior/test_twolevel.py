@@ -114,10 +114,10 @@ def test_config_validation():
         TwoLevelConfig(window_steps=8, moment_weight=1.0, moment_steps=9)
     with pytest.raises(ConfigError, match="moment_weight"):
         TwoLevelConfig(moment_weight=-1.0)
-    with pytest.raises(ConfigError, match="mmd_weight must be >= 0, got -0.1"):
-        TwoLevelConfig(mmd_weight=-0.1)
+    with pytest.raises(ConfigError, match="quantile_weight must be >= 0, got -0.1"):
+        TwoLevelConfig(quantile_weight=-0.1)
     with pytest.raises(ConfigError, match="moment_steps"):
-        TwoLevelConfig(window_steps=8, mmd_weight=1.0, moment_steps=9)   # the MMD's windows too
+        TwoLevelConfig(window_steps=8, quantile_weight=1.0, moment_steps=9)   # the quantiles' windows too
     with pytest.raises(ConfigError, match="moment_axes must be one of code, mel, got 'bands'"):
         TwoLevelConfig(moment_axes="bands")
     with pytest.raises(ConfigError, match="window_mean_weight"):
@@ -222,7 +222,7 @@ def test_latent_gan_trains_the_front_only_and_exports_one_streaming_prior(corpus
                                   "twolevel": {"autoencoder": str(ae_run), "window_steps": 6, "warmup_steps": 2,
                                                "critic_channels": 16, "critic_dilations": [1, 2],
                                                "moment_weight": 1.0, "moment_steps": 3, "moment_components": 4,
-                                               "moment_axes": "mel", "mmd_weight": 1.0}}))
+                                               "moment_axes": "mel", "quantile_weight": 1.0}}))
     run = tmp_path / "latent"
     assert main(["train", "prior", "--corpus", str(corpus), "--run", str(run), "--config", str(config),
                  "--steps", "3", "--no-progress"]) == 0
@@ -410,34 +410,41 @@ def test_window_moment_loss_is_least_at_the_real_moments_and_pushes_variety_up()
     assert float(level_gradient) < 0   # descending it scales each sequence's level up
 
 
-def test_window_mmd_loss_sees_a_dropped_mode_and_pulls_windows_towards_it():
-    from melsynth.training.prior.losses import window_means, window_mmd_loss
+def test_window_quantile_loss_sees_a_dropped_quiet_tail_and_pulls_the_quietest_windows_down():
+    from melsynth.training.prior.losses import window_means, window_moment_loss, window_quantile_loss
 
     torch.manual_seed(4)
 
-    def windows(n: int, share_b: float) -> torch.Tensor:
-        """Each 8-step window holds one of two timbres, A (-2 on channel 0) or B (+2); 2 windows a sequence."""
-        level = torch.where(torch.rand(n, 1, 2, 1) < share_b, 2.0, -2.0)
+    def windows(n: int, tail: bool) -> torch.Tensor:
+        """Each 8-step window holds a loudness on channel 0: mostly near 0, and with ``tail`` one
+        window in eight far quieter (-4), as rests are; 2 windows a sequence."""
+        level = 0.5 * torch.randn(n, 1, 2, 1)
+        if tail:
+            level = torch.where(torch.rand(n, 1, 2, 1) < 0.125, level - 4.0, level)
         level = torch.cat([level, torch.zeros(n, 2, 2, 1)], dim=1).expand(n, 3, 2, 8).reshape(n, 3, 16)
         return level + 0.3 * torch.randn(n, 3, 16)
 
-    real = windows(256, 0.5)
-    means = window_means(real, 8)
+    means = window_means(windows(512, True), 8)
     variance, axes = torch.linalg.eigh(torch.cov(means.T))
     target = (means.mean(0), axes[:, [2, 1]], variance[[2, 1]])
-    same = float(window_mmd_loss(windows(64, 0.5), windows(64, 0.5), 8, *target))
-    one_mode = float(window_mmd_loss(windows(64, 0.0), windows(64, 0.5), 8, *target))
-    assert abs(same) < 0.1 < one_mode
-    # its gradient carries windows of the one timbre towards the other
-    fake = windows(64, 0.0).requires_grad_(True)
-    opt = torch.optim.Adam([fake], lr=0.03)   # per-window steps: the test is where the gradient points
-    for _ in range(200):
-        opt.zero_grad()
-        window_mmd_loss(fake, windows(64, 0.5), 8, *target).backward()
-        opt.step()
-    level = window_means(fake.detach(), 8)[:, 0]
-    assert float((level > 0).float().mean()) > 0.25
-    assert float(window_mmd_loss(fake.detach(), windows(64, 0.5), 8, *target)) < 0.5 * one_mode
+    # no tail, but the real variance along the loudness axis: the moments are content, the quantiles not
+    no_tail = windows(512, False)
+    level = window_means(no_tail, 8)[:, 0]
+    no_tail[:, 0] = (no_tail[:, 0] - level.mean()) * (variance[2].sqrt() / level.std()) + means[:, 0].mean()
+    real = windows(512, True)
+    same = float(window_quantile_loss(windows(512, True), real, 8, *target))
+    dropped = float(window_quantile_loss(no_tail, real, 8, *target))
+    assert same < 0.1 < dropped
+    assert float(window_moment_loss(no_tail, 8, *target)) < 0.1
+    with pytest.raises(ValueError, match="as many fake windows as real"):
+        window_quantile_loss(no_tail[:32], real, 8, *target)
+    # its gradient drives the quietest windows down and leaves the middle of the distribution be
+    real = windows(64, True)
+    fake = windows(64, False).requires_grad_(True)
+    window_quantile_loss(fake, real, 8, *target).backward()
+    step = -fake.grad[:, 0].reshape(64, 2, 8).sum(dim=2).flatten()     # descent, per window, on loudness
+    order = window_means(fake.detach(), 8)[:, 0].argsort()
+    assert float(step[order[:8]].mean()) < 0 and abs(float(step[order[24:40]].mean())) < abs(float(step[order[:8]].mean()))
 
 
 def test_a_branch_continues_the_run_with_a_slow_path_a_new_decoder_and_its_state(corpus, tmp_path, capsys):
