@@ -17,12 +17,8 @@ sees it only through its batch-std feature. Matching the moments against the
 real ones, computed once over the train split, gives that variety a direct
 gradient.
 
-Window quantiles: moments hold each axis's spread, not how the windows fall along
-it. Real window loudness has a long quiet tail (rests, fades, soft passages) that a
-GAN drops first, and a variance can be matched without it. Sorting the batch's window
-averages along each axis against as many real ones (a sliced 1-D Wasserstein
-distance, ``window_quantile_loss``) holds every quantile, so the quietest generated
-windows are pulled towards the quietest real ones.
+The same loss applies to any ``(batch, channels, T)``: window means of codes along
+axes fitted once, or of the decoded mel along the real mel windows' own axes.
 """
 from __future__ import annotations
 
@@ -82,26 +78,3 @@ def window_moment_loss(x: torch.Tensor, steps: int, target_mean: torch.Tensor, b
     floor = 1e-3 * target_var.max()
     return ((mean - target_mean) ** 2).mean() + (torch.log((var + floor) / (target_var + floor)) ** 2).mean()
 
-
-
-def window_quantile_loss(fake: torch.Tensor, real: torch.Tensor, steps: int, target_mean: torch.Tensor,
-                         basis: torch.Tensor, target_var: torch.Tensor) -> torch.Tensor:
-    """``(batch, channels, T)`` fake and real -> scalar: squared 1-D Wasserstein distances between
-    their window means along each real principal axis, summed, over the real total variance.
-
-    ``window_means(x, steps)`` of each side (as many fake windows as real) are projected on
-    ``basis (C, k)`` about ``target_mean (C,)`` and sorted per axis; the i-th lowest fake
-    window is then held to the i-th lowest real one::
-
-        axis j   fake sorted   f(1) <= f(2) <= ... <= f(n)
-                 real sorted   r(1) <= r(2) <= ... <= r(n)      loss_j = mean_i (f(i) - r(i))^2
-
-    so the quantiles match, tails and skew included, which a variance does not hold. Summed
-    over axes and divided by ``target_var``'s sum: an axis counts as much as the real windows
-    spread along it, as in FD-mel. The real side carries no gradient.
-    """
-    f = (window_means(fake, steps) - target_mean) @ basis
-    r = (window_means(real.detach(), steps) - target_mean) @ basis
-    if f.shape != r.shape:
-        raise ValueError(f"need as many fake windows as real ones, got {tuple(f.shape)} and {tuple(r.shape)}")
-    return ((f.sort(dim=0).values - r.sort(dim=0).values) ** 2).mean(dim=0).sum() / target_var.sum()

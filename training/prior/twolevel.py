@@ -48,7 +48,7 @@ from melsynth.training.prior.encoder import kl_to_standard_normal, reparameteris
 from melsynth.training.prior.latents import hold_phrase
 from melsynth.training.prior.moments import code_axes, mel_axes
 from melsynth.training.prior.losses import (critic_hinge_loss, feature_matching_loss, generator_hinge_loss,
-                                            window_moment_loss, window_quantile_loss)
+                                            window_moment_loss)
 from melsynth.training.prior.train import PriorModule, PriorTask
 
 CODES_FILE = "train_codes.npz"   # the train split's code sequences, in the latent-GAN run folder
@@ -80,12 +80,12 @@ class TwoLevelConfig:
     moment_steps: int = 8           # latent GAN: its window (8 steps = 128 frames = FD-mel's window)
     moment_components: int = 16     # latent GAN: principal axes of real window means whose spread it matches
     moment_axes: str = "code"       # latent GAN: those axes' space: "code", or "mel" (``moments.mel_axes``)
-    quantile_weight: float = 0.0    # latent GAN: weight of ``losses.window_quantile_loss`` on the same windows and axes
+    mel_moment_weight: float = 0.0  # latent GAN: the same loss on the decoded mel's window means (``mel_window_moments``)
 
     def __post_init__(self) -> None:
-        if self.quantile_weight < 0:
-            raise ConfigError(f"quantile_weight must be >= 0, got {self.quantile_weight}")
-        windowed = self.moment_weight > 0 or self.quantile_weight > 0
+        if self.mel_moment_weight < 0:
+            raise ConfigError(f"mel_moment_weight must be >= 0, got {self.mel_moment_weight}")
+        windowed = self.moment_weight > 0 or self.mel_moment_weight > 0
         if self.moment_weight < 0 or (windowed and not (1 <= self.moment_steps <= self.window_steps
                                                         and self.moment_components >= 1)):
             raise ConfigError(f"need moment_weight >= 0, 1 <= moment_steps <= window_steps and moment_components "
@@ -415,6 +415,7 @@ class LatentGANTask(GANTask):
         self._codes = None
         self._autoencoder = None
         self._moments = None
+        self._mel_moments = None
         self._code_statistics = None
 
     def config_dict(self) -> dict[str, Any]:
@@ -493,6 +494,24 @@ class LatentGANTask(GANTask):
             self._moments = tuple(torch.as_tensor(a, dtype=torch.float32) for a in (m.mean(axis=0), basis, variance))
         return self._moments
 
+    def mel_window_moments(self, windows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """The target of the decoded-mel moment loss: over ``windows`` train windows of ``moment_steps``
+        latent steps of normalised mel, drawn uniformly, the mean of their band means ``(n_mels,)``,
+        the top ``moment_components`` principal axes of those ``(n_mels, k)`` and the variance along
+        each ``(k,)``: the band-mean spread ``melsynth eval prior`` reports as ``spread_ratio``."""
+        if self._mel_moments is None:
+            from melsynth.training.prior.data import load_split
+
+            frames = self.twolevel.moment_steps * self.config.generator.latent_frames
+            split = load_split(self.corpus_dir, "train", self.spec, min_frames=frames)
+            rng = np.random.default_rng(seed)
+            means = np.concatenate([self.spec.normalize(split.sample_windows(min(1000, windows - i), frames, rng))
+                                    .mean(axis=2, dtype=np.float64) for i in range(0, windows, 1000)])
+            basis, variance = code_axes(means, self.twolevel.moment_components)
+            self._mel_moments = tuple(torch.as_tensor(a, dtype=torch.float32)
+                                      for a in (means.mean(axis=0), basis, variance))
+        return self._mel_moments
+
     def step_spectra(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``n`` train steps drawn uniformly: their codes ``(n, code)`` and the mean normalised spectrum of
         each step's ``latent_frames`` frames ``(n, n_mels)``."""
@@ -551,17 +570,22 @@ class LatentGANTask(GANTask):
     # ----------------------------------------------------------------- losses
     def generate(self, generator: nn.Module, batch: int, device: torch.device) -> torch.Tensor:
         """``(batch, code, window_steps)`` codes from N(0, I) noise, after ``warmup_steps`` cropped steps."""
+        return self.front_codes(generator, batch, device)[:, :, self.twolevel.warmup_steps:]
+
+    def front_codes(self, generator: nn.Module, batch: int, device: torch.device) -> torch.Tensor:
+        """``(batch, code, warmup_steps + window_steps)``: the front's codes, warm-up included."""
         net = unwrap(generator).net
         t = self.twolevel
         g = self.config.generator
         z = walk_noise(batch, g.latent_size, t.warmup_steps + t.window_steps, t.walk_fraction, device, g.phrase_size,
                        per_batch=t.walk_per_batch)
-        return net.front(z)[:, :, t.warmup_steps:]
+        return net.front(z)
 
     def generator_loss(self, generator, discriminator, batch, adversarial) -> LossOutput:
         module = unwrap(generator)
         module.update_ema()
-        fake = self.generate(generator, batch.shape[0], batch.device)
+        codes = self.front_codes(generator, batch.shape[0], batch.device)
+        fake = codes[:, :, self.twolevel.warmup_steps:]
         fake_logits, fake_features = discriminator(fake)
         loss_adv = generator_hinge_loss(fake_logits)
         loss, logs = loss_adv, {"g_adv": float(loss_adv.detach())}
@@ -577,13 +601,14 @@ class LatentGANTask(GANTask):
             loss_m = window_moment_loss((fake - critic.mean) / critic.std, self.twolevel.moment_steps, mean, basis, var)
             loss = loss + self.twolevel.moment_weight * loss_m
             logs["g_moments"] = float(loss_m.detach())
-        if self.twolevel.quantile_weight > 0:
-            mean, basis, var = (t.to(fake.device) for t in self.window_moments())
-            critic = unwrap(discriminator)
-            loss_q = window_quantile_loss((fake - critic.mean) / critic.std, (batch - critic.mean) / critic.std,
-                                          self.twolevel.moment_steps, mean, basis, var)
-            loss = loss + self.twolevel.quantile_weight * loss_q
-            logs["g_quantiles"] = float(loss_q.detach())
+        if self.twolevel.mel_moment_weight > 0:
+            # decoded from the warm-up on, as eval prior's windows are, then cropped
+            lf = self.config.generator.latent_frames
+            mel = unwrap(generator).net.decode(codes)[:, :, self.twolevel.warmup_steps * lf:]
+            mean, basis, var = (t.to(mel.device) for t in self.mel_window_moments())
+            loss_mm = window_moment_loss(mel, self.twolevel.moment_steps * lf, mean, basis, var)
+            loss = loss + self.twolevel.mel_moment_weight * loss_mm
+            logs["g_mel_moments"] = float(loss_mm.detach())
         return LossOutput(loss, logs, fake.detach())
 
     def discriminator_loss(self, discriminator, batch, fake) -> LossOutput:
