@@ -92,8 +92,9 @@ def real_chunk_clips(split, vocoder, n: int, seconds: float, chunk_frames: int, 
 def generated_clips(sample, latent_size: int, latent_frames: int, vocoder, n: int = CURVE_CLIPS,
                     seconds: float = CURVE_SECONDS, rng: np.random.Generator | None = None,
                     spec: MelSpec | None = None, warmup_steps: int = 4) -> list[np.ndarray]:
-    """``n`` clips of ``seconds`` from a ``SampleFn`` on i.i.d. N(0, 1) latents (one batch),
-    after ``warmup_steps`` latent steps of context, vocoded. (Not the engine's walk: cheap, torch-side.)"""
+    """``n`` clips of ``seconds`` from a ``SampleFn`` handed i.i.d. N(0, 1) latents (one batch;
+    ``evaluate.walk_sample_fn`` plays the engine's walk instead), after ``warmup_steps`` latent
+    steps of context, vocoded."""
     spec = spec or MelSpec()
     rng = rng or np.random.default_rng(0)
     frames = int(round(seconds * spec.frame_rate))

@@ -280,10 +280,14 @@ class PriorTask(GANTask):
                                    np.random.default_rng(1234), spec=self.spec, batch=16)
         metrics = reference.score(windows)
         try:   # onsets, flatness, contrast and chroma of 2 x 10 s vocoded renders: the curve hears the music
-            from melsynth.training.prior.evaluate import learning_curve_point
+            from melsynth.engine.stream.controls import WALK_SPEED, WALK_SPREAD
+            from melsynth.training.prior.evaluate import learning_curve_point, walk_sample_fn
 
+            # renders as melsynth render plays them (seeds 1, 2 at the default walk), not i.i.d.
+            # latents: a front can play notes from fresh noise and drone under the walk
+            walk = walk_sample_fn(torch_sample_fn(g, device), WALK_SPEED, WALK_SPREAD, phrase_size=g.config.phrase_size)
             point = learning_curve_point(sample, reference, g.latent_size, g.latent_frames,
-                                         windows=windows)
+                                         windows=windows, render_sample=walk)
             metrics.update({k: v for k, v in point.items() if k not in metrics})
             if self.reference_cache is not None:
                 reference.save(self.reference_cache)   # keeps the real clips' stats for the next validation

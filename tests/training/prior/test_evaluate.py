@@ -269,6 +269,11 @@ def test_learning_curve_point_keys_finite_and_cheap(reference):
     assert point["fd_ratio"] > 0 and point["onset_rate"] > 0
     # the real figures are computed once and kept (and saved with the reference)
     assert list(reference.render_reference_figures) == ["test:classical:classical:4x10s"]
+    # the renders play render_sample (the trainer's walk), the windows sample: a still render has no notes
+    still = learning_curve_point(_synthetic_sample(), reference, latent_size=3, latent_frames=4, reference_clips=4,
+                                 render_sample=lambda z: np.full((z.shape[0], 256, z.shape[2] * 4), -0.2, np.float32))
+    assert still["fd_ratio"] == point["fd_ratio"]
+    assert still["onset_rate"] < 0.25 * point["onset_rate"]   # the start of the sound alone
 
 
 def test_parse_seeds():

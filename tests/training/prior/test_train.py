@@ -76,6 +76,7 @@ def test_train_validate_checkpoint_resume(corpus, tmp_path):
     rows = list(csv.DictReader(open(run / "learning_curve.csv")))
     assert float(rows[-1]["fd_ratio"]) > 0 and float(rows[-1]["cpu_hours"]) > 0
     assert "fd_gaussian" in rows[-1] and "ndb" in rows[-1]
+    assert float(rows[-1]["onset_rate"]) >= 0 and float(rows[-1]["flatness"]) > 0   # renders at the walk
     saved = json.loads((run / "config.json").read_text())
     assert saved["task_name"] == "prior" and saved["task"]["prior"]["window_frames"] == 32
 
