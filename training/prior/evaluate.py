@@ -38,7 +38,7 @@ NDB (Richardson & Weiss 2018)
 Render statistics (``training.prior.render_stats``; audio from ``training.prior.render_eval``)
     onset rate, spectral flatness, spectral contrast and chroma movement of the
     model's renders (``melsynth render`` at the default walk, ``--seeds`` x
-    ``--render-seconds``), of real test-split clips resynthesised from their mel by
+    ``--render-seconds`` after 4 latent steps of warm-up, ``render_eval.model_renders``), of real test-split clips resynthesised from their mel by
     the same vocoder (``test_*``), and of real-chunk cut-and-paste (``real_chunks_*``);
     ``*_ratio`` = that figure / the test split's.
 """

@@ -39,6 +39,24 @@ def test_eval_prior_prints_and_writes_render_stats_baselines_and_contact_sheet(t
     assert img.shape[:2] == (960, 1280)
 
 
+def test_renders_are_measured_after_the_warm_up_as_real_clips_are():
+    """The measured clip is the render's continuation past ``RENDER_WARMUP_STEPS`` latent steps,
+    not its entry from silence, and exactly ``seconds`` long."""
+    from melsynth.engine.offline.render import render_walk
+    from melsynth.engine.runtime.bundle import load_bundle
+    from melsynth.training.prior.render_eval import RENDER_WARMUP_STEPS, model_renders
+
+    bundle = load_bundle(shared_tiny_prior_bundle())
+    rate = bundle.mel.sample_rate
+    skip = RENDER_WARMUP_STEPS * bundle.prior.latent_frames * bundle.mel.hop_length
+    clip, = model_renders(bundle, (3,), 1.0)
+    assert clip.shape == (rate,)
+    whole = render_walk(bundle, 1.0 + skip / rate, 3)
+    np.testing.assert_array_equal(clip, whole[skip:skip + rate])
+    start, = model_renders(bundle, (3,), 1.0, warmup_steps=0)
+    np.testing.assert_array_equal(start, whole[:rate])
+
+
 def test_eval_prior_bad_seeds_is_a_one_line_error(tmp_path, capsys):
     from melsynth.cli.main import main
 
