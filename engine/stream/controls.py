@@ -50,7 +50,7 @@ Z_LIMIT = 8.0  # |z| per element after sanitising: far outside any trained N(0, 
 # noise, so the walk feeds it a fresh step each time (speed 1), and a 0.31 share of the held point
 # (spread 0.95) keeps the seed, morph and knobs audible. Measured by benchmarks/walk_settings.py
 # (docs/benchmarks.md): over seeds 1-4 its renders pass every musical figure (onsets, flatness,
-# contrast, chroma movement); slower walks drone and spread 1 no longer hears the point.
+# contrast, chroma movement), as do slower walks; spread 1 no longer hears the point.
 WALK_SPEED, WALK_SPREAD = 1.0, 0.95
 # The phrase part of the walk moves 32 times slower: at speed 1 its correlation falls to 1/e in
 # 32 steps (12 s), about a phrase; a training window (28 steps) holds it still.
