@@ -77,4 +77,3 @@ def window_moment_loss(x: torch.Tensor, steps: int, target_mean: torch.Tensor, b
     var = ((m - mean) @ basis).var(dim=0)
     floor = 1e-3 * target_var.max()
     return ((mean - target_mean) ** 2).mean() + (torch.log((var + floor) / (target_var + floor)) ** 2).mean()
-

@@ -78,7 +78,7 @@ def model_renders(bundle, seeds=DEFAULT_SEEDS, seconds: float = DEFAULT_RENDER_S
     speed = WALK_SPEED if walk_speed is None else walk_speed
     spread = WALK_SPREAD if walk_spread is None else walk_spread
     rate = bundle.mel.sample_rate
-    skip = int(round(warmup_steps * bundle.prior.latent_frames * bundle.mel.hop_length)) if bundle.prior else 0
+    skip = warmup_steps * bundle.prior.latent_frames * bundle.mel.hop_length
     want = int(round(seconds * rate))
     return [render_walk(bundle, (skip + want) / rate, int(s), speed, spread)[skip:skip + want] for s in seeds]
 
@@ -107,7 +107,7 @@ def real_chunk_clips(split, vocoder, n: int, seconds: float, chunk_frames: int, 
 
 def generated_clips(sample, latent_size: int, latent_frames: int, vocoder, n: int = CURVE_CLIPS,
                     seconds: float = CURVE_SECONDS, rng: np.random.Generator | None = None,
-                    spec: MelSpec | None = None, warmup_steps: int = 4) -> list[np.ndarray]:
+                    spec: MelSpec | None = None, warmup_steps: int = RENDER_WARMUP_STEPS) -> list[np.ndarray]:
     """``n`` clips of ``seconds`` from a ``SampleFn`` handed i.i.d. N(0, 1) latents (one batch;
     ``evaluate.walk_sample_fn`` plays the engine's walk instead), after ``warmup_steps`` latent
     steps of context, vocoded."""
